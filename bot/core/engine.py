@@ -1,0 +1,483 @@
+"""The engine: feed → buffer → barrier → strategies → risk → portfolio → executor → journal.
+
+Bars arrive as :class:`~bot.core.events.Panel` blocks of aligned steps (the barrier, or the
+replay loader, already decided which symbols are present at each step). For every step the
+engine, in this order: settles funding due at the bar's start, fills pending orders at the
+bar's open, settles funding inside the bar, marks the portfolio to the close, checks the kill
+switch, and — if not halted and warmed up — asks the strategies for target weights, clips them
+and turns them into orders that fill at the next bar's open.
+
+Most steps of a replay are *quiet*: nothing to fill, no decision, no funding, no job due, no
+stale symbol. Their only effect is the mark to market, which for a whole run of quiet steps is
+one vectorised expression with the very arithmetic of a single step. Every other step goes
+through :meth:`Engine._process_row`. A live feed hands the engine one-row blocks and so takes
+exactly the same path; tests hold the equity curve bit-identical across block sizes and between
+a strategy's vectorised and per-bar forms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+from collections.abc import AsyncIterable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bot.core.buffer import FeatureBuffer
+from bot.core.clock import Clock
+from bot.core.context import (
+    BatchContext,
+    StepContext,
+    StrategyError,
+    StrategyLike,
+    warm_rows,
+    weights_vector,
+)
+from bot.core.events import CLOSE, OPEN, Decision, Fill, Panel, RunEvent
+from bot.core.execution import Executor
+from bot.core.funding import FundingEvent, FundingRates
+from bot.core.journal import Journal
+from bot.core.portfolio import Portfolio, plan_rebalance
+from bot.core.risk import RiskManager
+from bot.core.scheduler import ClockScheduler
+from bot.core.timeutil import interval_ms, iso, normalize_interval
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    run_id: str
+    interval: str
+    rebalance_threshold: float = 0.0
+    block_rows: int = 8192
+    use_batch: bool = True  # let strategies with ``on_bars`` decide a block at a time
+    record_bars: bool = False  # journal every bar (paper trading); replays read them from disk
+    # Flush the journal after every panel: what a live run needs so that a crash loses at most
+    # the step in progress. A replay flushes when the journal's batch fills and at the end.
+    flush_each_panel: bool = True
+
+
+@dataclass
+class RunStats:
+    """Running totals the metrics need beyond the equity curve."""
+
+    rows: int = 0
+    decisions: int = 0
+    orders: int = 0
+    cancelled: int = 0
+    fills: int = 0
+    funding_events: int = 0
+    traded_notional: float = 0.0
+    fees: float = 0.0
+    funding: float = 0.0  # net funding received (negative: paid)
+    realized: list[float] = field(default_factory=list)  # one per fill that closed quantity
+
+
+@dataclass
+class _Slot:
+    strategy: StrategyLike
+    allocation: float
+    columns: np.ndarray  # universe index of each of the strategy's symbols
+    batch: bool
+    warmup: int
+    last: np.ndarray  # last weights over the universe (zero until it first decides)
+
+    @property
+    def selector(self) -> np.ndarray | None:
+        """Column selector for contexts, or None when the strategy trades the whole universe
+        in universe order (then its windows are zero-copy views)."""
+        if np.array_equal(self.columns, np.arange(len(self.last))):
+            return None
+        return self.columns
+
+
+class _Block:
+    """Per-block working state: the rows, their derived arrays, and what fills in."""
+
+    __slots__ = ("all_present", "batch", "chunk", "close_list", "close_times", "closes", "curve",
+                 "first_row", "funding", "gross")  # fmt: skip
+
+    def __init__(self, chunk: Panel, first_row: int, interval_ms: int) -> None:
+        self.chunk = chunk
+        self.first_row = first_row  # global index of the block's first row
+        self.closes = chunk.values[:, :, CLOSE]
+        self.close_times = chunk.starts + interval_ms
+        self.close_list: list[int] = self.close_times.tolist()
+        self.all_present: list[bool] = chunk.present.all(axis=1).tolist()
+        self.batch: dict[int, tuple[np.ndarray, list[bool]]] = {}  # slot → (weights, decided)
+        self.funding: dict[int, list[FundingEvent]] = {}
+        self.curve = np.empty(len(chunk))
+        self.gross = np.empty(len(chunk))
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        settings: EngineSettings,
+        symbols: Sequence[str],
+        strategies: Sequence[tuple[StrategyLike, float]],
+        portfolio: Portfolio,
+        executor: Executor,
+        risk: RiskManager,
+        journal: Journal,
+        clock: Clock,
+        scheduler: ClockScheduler | None = None,
+        funding: FundingRates | None = None,
+    ) -> None:
+        self.settings = settings
+        self.symbols = tuple(symbols)
+        self.interval = normalize_interval(settings.interval)
+        self.interval_ms = interval_ms(self.interval)
+        if portfolio.symbols != self.symbols:
+            raise ValueError("portfolio symbols must be the engine's symbols, in order")
+        self.portfolio = portfolio
+        self.executor = executor
+        self.risk = risk
+        self.journal = journal
+        self.clock = clock
+        self.scheduler = scheduler or ClockScheduler()
+        self.funding = funding or FundingRates({})
+        self.stats = RunStats()
+        self._slots = [self._slot(s, a) for s, a in strategies]
+        if not self._slots:
+            raise ValueError("the engine needs at least one strategy")
+        lookbacks: dict[str, int] = {self.interval: 1}
+        for slot in self._slots:
+            for name, bars in {self.interval: slot.strategy.lookback,
+                               **dict(slot.strategy.extra_intervals)}.items():  # fmt: skip
+                key = normalize_interval(name)
+                lookbacks[key] = max(lookbacks.get(key, 1), int(bars))
+        self.buffer = FeatureBuffer(self.symbols, self.interval, lookbacks, settings.block_rows)
+        self._curve_times: list[np.ndarray] = []
+        self._curve_equity: list[np.ndarray] = []
+        self._curve_gross: list[np.ndarray] = []
+        self._scheduler_started = False
+
+    def _slot(self, strategy: StrategyLike, allocation: float) -> _Slot:
+        if normalize_interval(strategy.interval) != normalize_interval(self.settings.interval):
+            raise ValueError(
+                f"strategy {strategy.name} trades {strategy.interval} bars but the engine runs "
+                f"{self.settings.interval}; run strategies of one base interval together"
+            )
+        unknown = [s for s in strategy.symbols if s not in self.symbols]
+        if unknown:
+            raise ValueError(f"strategy {strategy.name} wants symbols not subscribed: {unknown}")
+        columns = np.array([self.symbols.index(s) for s in strategy.symbols], dtype=np.int64)
+        batch = self.settings.use_batch and callable(getattr(strategy, "on_bars", None))
+        return _Slot(
+            strategy=strategy,
+            allocation=float(allocation),
+            columns=columns,
+            batch=batch,
+            warmup=warm_rows(strategy),
+            last=np.zeros(len(self.symbols)),
+        )
+
+    # -- driving -----------------------------------------------------------------------------
+    async def run(
+        self, feed: AsyncIterable[Panel], progress: Callable[[int], None] | None = None
+    ) -> None:
+        """Consume a feed to its end, then run the jobs due at the last close and flush."""
+        async for panel in feed:
+            self.process(panel)
+            if progress is not None:
+                progress(len(panel))
+            await asyncio.sleep(0)  # let signal handlers, heartbeats and I/O run between blocks
+        self.finish()
+
+    def process(self, panel: Panel) -> None:
+        """Process a panel of any length (split into blocks the buffer can hold)."""
+        if panel.symbols != self.symbols:
+            raise ValueError(f"panel symbols {panel.symbols} != engine symbols {self.symbols}")
+        if not self._scheduler_started and len(panel):
+            self.scheduler.start(int(panel.starts[0]))
+            self._scheduler_started = True
+        step = self.settings.block_rows
+        for lo in range(0, len(panel), step):
+            self._process_block(panel.slice(lo, lo + step))
+        if self.settings.flush_each_panel:
+            self.journal.flush()
+
+    def finish(self) -> None:
+        self.scheduler.fire_due(self.clock.now(), inclusive=True)
+        self.journal.flush()
+
+    # -- results -----------------------------------------------------------------------------
+    def equity_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(close times, equity) of every processed step."""
+        if not self._curve_times:
+            return np.zeros(0, np.int64), np.zeros(0)
+        return np.concatenate(self._curve_times), np.concatenate(self._curve_equity)
+
+    def gross_exposure_curve(self) -> np.ndarray:
+        return np.concatenate(self._curve_gross) if self._curve_gross else np.zeros(0)
+
+    # -- one block ---------------------------------------------------------------------------
+    def _process_block(self, chunk: Panel) -> None:
+        n = len(chunk)
+        if n == 0:
+            return
+        block = _Block(chunk, self.buffer.rows, self.interval_ms)
+        self.buffer.append(chunk)
+        if self.settings.record_bars:
+            self.journal.record_bars(self.interval, chunk)
+        event = ~chunk.present.all(axis=1)  # stale rows need the per-row rules
+        if not self.risk.halted:
+            for k, slot in enumerate(self._slots):
+                if slot.batch:
+                    weights = self._batch_decisions(slot, block)
+                    if weights is not None:
+                        decided = ~np.isnan(weights).all(axis=1)
+                        block.batch[k] = (weights, decided.tolist())
+                        event |= decided
+                else:
+                    event[max(0, slot.warmup - 1 - block.first_row) :] = True
+        for fe in self.funding.events(self.symbols, chunk.starts, self.interval_ms):
+            block.funding.setdefault(fe.row, []).append(fe)
+            event[fe.row] = True
+        event_rows = np.flatnonzero(event).tolist()
+        is_event = event.tolist()
+        closes, close_list = block.closes, block.close_list
+
+        i = 0
+        while i < n:
+            due = self.scheduler.next_fire_time()
+            if due is not None and due < block.close_list[i]:
+                self.scheduler.fire_due(block.close_list[i])
+                continue
+            if is_event[i] or self.executor.pending:
+                self._process_row(block, i)
+                i += 1
+                continue
+            k = bisect.bisect_left(event_rows, i)
+            end = event_rows[k] if k < len(event_rows) else n
+            if due is not None:
+                end = min(end, bisect.bisect_right(close_list, due))
+            equity = self.portfolio.mark(closes[i:end])
+            breach = self.risk.first_breach(equity)
+            quiet_end = end if breach is None else i + breach
+            if quiet_end > i:
+                block.curve[i:quiet_end] = equity[: quiet_end - i]
+                block.gross[i:quiet_end] = self.portfolio.gross(closes[i:quiet_end])
+                self.portfolio.equity = float(block.curve[quiet_end - 1])
+                self.portfolio.last_price = closes[quiet_end - 1].copy()
+                self.clock.advance(block.close_list[quiet_end - 1])
+            i = quiet_end
+            if breach is not None:  # the breaching close gets the full per-row treatment
+                self._process_row(block, i)
+                i += 1
+
+        self._curve_times.append(block.close_times)
+        self._curve_equity.append(block.curve)
+        self._curve_gross.append(block.gross)
+        self.stats.rows += n
+
+    def _batch_decisions(self, slot: _Slot, block: _Block) -> np.ndarray | None:
+        """The strategy's weights for every row of the block (NaN rows: no decision)."""
+        strategy, chunk = slot.strategy, block.chunk
+        ctx = BatchContext(
+            self.buffer,
+            strategy.symbols,
+            slot.selector,
+            block.first_row,
+            chunk.starts,
+            block.close_times,
+            ~chunk.present[:, slot.columns],
+        )
+        raw = strategy.on_bars(ctx)  # type: ignore[attr-defined]
+        if raw is None:
+            return None
+        weights = np.array(raw, dtype=float)
+        if weights.shape != (len(chunk), len(strategy.symbols)):
+            raise StrategyError(
+                f"{strategy.name}.on_bars returned shape {weights.shape}, expected "
+                f"{(len(chunk), len(strategy.symbols))}"
+            )
+        if np.isinf(weights).any():
+            raise StrategyError(f"{strategy.name}.on_bars returned infinite weights")
+        weights[: max(0, min(len(chunk), slot.warmup - 1 - block.first_row))] = np.nan
+        return weights
+
+    # -- one step ----------------------------------------------------------------------------
+    def _process_row(self, block: _Block, i: int) -> None:
+        chunk = block.chunk
+        start = int(chunk.starts[i])
+        close_time = block.close_list[i]
+        present = chunk.present[i]
+        values = chunk.values[i]
+        portfolio = self.portfolio
+        funding = block.funding.get(i, ())
+
+        for fe in funding:
+            if fe.time == start:
+                self._settle_funding(fe, values[:, OPEN])
+        if self.executor.pending:
+            for fill in self.executor.on_open(start, values[:, OPEN], present):
+                self._book(portfolio.apply_fill(fill))
+        for fe in funding:
+            if fe.time != start:
+                self._settle_funding(fe, values[:, OPEN])
+
+        all_present = block.all_present[i]
+        prices = (
+            values[:, CLOSE].copy()
+            if all_present
+            else np.where(present, values[:, CLOSE], portfolio.last_price)
+        )
+        portfolio.last_price = prices
+        price_list = prices.tolist()
+        equity = portfolio.mark_row(price_list)
+        block.curve[i] = equity
+        block.gross[i] = portfolio.gross_row(price_list)
+        portfolio.equity = equity
+        self.clock.advance(close_time)
+
+        if self.risk.breached(equity):
+            self._kill_switch(close_time, prices, ~present)
+        elif not self.risk.halted:
+            self._decide(block, i, prices, present, all_present)
+
+    def _settle_funding(self, fe: FundingEvent, opens: np.ndarray) -> None:
+        price = opens[fe.symbol_index]
+        if not np.isfinite(price):
+            price = self.portfolio.last_price[fe.symbol_index]
+        fill = self.portfolio.apply_funding(
+            fe.symbol_index, fe.time, fe.rate, float(price), self.settings.run_id
+        )
+        if fill is not None:
+            self.stats.funding_events += 1
+            self.stats.funding += fill.cash_flow
+            self.journal.record_fill(fill)
+
+    def _book(self, fill: Fill) -> None:
+        s = self.portfolio.index[fill.symbol]
+        self.stats.fills += 1
+        self.stats.traded_notional += abs(fill.qty) * fill.price
+        self.stats.fees += fill.fee
+        if fill.realized_pnl != 0.0:
+            self.stats.realized.append(fill.realized_pnl)
+        self.journal.record_fill(fill)
+        self.journal.record_position(
+            fill.time, fill.symbol, float(self.portfolio.qty[s]), float(self.portfolio.avg_price[s])
+        )
+
+    def _decide(
+        self, block: _Block, i: int, prices: np.ndarray, present: np.ndarray, all_present: bool
+    ) -> None:
+        row = block.first_row + i
+        close_time = block.close_list[i]
+        stale = ~present
+        decided: list[tuple[_Slot, np.ndarray]] = []
+        for k, slot in enumerate(self._slots):
+            if row + 1 < slot.warmup:
+                continue
+            strategy = slot.strategy
+            if slot.batch:
+                entry = block.batch.get(k)
+                if entry is None or not entry[1][i]:
+                    continue
+                own = entry[0][i]
+            else:
+                ctx = StepContext(
+                    self.buffer,
+                    strategy.symbols,
+                    slot.selector,
+                    row,
+                    int(block.chunk.starts[i]),
+                    close_time,
+                    stale[slot.columns],
+                    self.portfolio.view,
+                    self.clock,
+                )
+                raw = strategy.on_bar(ctx)
+                if raw is None:
+                    continue
+                own = weights_vector(raw, strategy.symbols, strategy.name)
+            weights = slot.last.copy()
+            keep = np.isnan(own)  # NaN: keep this strategy's previous target for the symbol
+            weights[slot.columns] = np.where(keep, weights[slot.columns], own)
+            slot.last = weights
+            decided.append((slot, weights))
+        if not decided:
+            return
+        combined = self._slots[0].allocation * self._slots[0].last
+        for slot in self._slots[1:]:
+            combined = combined + slot.allocation * slot.last
+        target = self.risk.clip(combined)
+        symbols = self.symbols
+        stale_names = () if all_present else tuple(np.array(symbols)[stale].tolist())
+        target_map = dict(zip(symbols, target.tolist(), strict=True))
+        for slot, weights in decided:
+            strategy = slot.strategy
+            self.stats.decisions += 1
+            own_weights = weights[slot.columns].tolist()
+            self.journal.record_decision(
+                Decision(
+                    time=close_time,
+                    strategy=strategy.name,
+                    version=strategy.version,
+                    weights=dict(zip(strategy.symbols, own_weights, strict=True)),
+                    target=target_map,
+                    stale=stale_names,
+                    model_version=getattr(strategy, "model_version", None),
+                )
+            )
+        self._submit(
+            plan_rebalance(
+                self.portfolio,
+                target,
+                prices,
+                stale,
+                self.settings.rebalance_threshold,
+                self.settings.run_id,
+                close_time,
+            )
+        )
+
+    def _submit(self, orders: list) -> None:
+        if not orders:
+            return
+        cancelled = self.executor.submit(orders)
+        if cancelled:
+            self.stats.cancelled += len(cancelled)
+            self.journal.record_orders(cancelled, status="Cancelled")
+        self.stats.orders += len(orders)
+        self.journal.record_orders(orders)
+
+    def _kill_switch(self, close_time: int, prices: np.ndarray, stale: np.ndarray) -> None:
+        limit = self.risk.limits.max_drawdown
+        drawdown = self.risk.drawdown(self.portfolio.equity)
+        reason = (
+            f"max drawdown breached: {drawdown:.2%} from peak {self.risk.peak:,.2f} "
+            f"(limit {limit:.2%}) at {iso(close_time)}"
+        )
+        self.risk.halt(reason)
+        log.warning("kill switch: %s; flattening and halting", reason)
+        orders = plan_rebalance(
+            self.portfolio,
+            np.zeros(len(self.symbols)),
+            prices,
+            stale,
+            0.0,
+            self.settings.run_id,
+            close_time,
+            reason="kill_switch",
+        )
+        self._submit(orders)
+        self.journal.record_event(
+            RunEvent(
+                close_time,
+                "kill_switch",
+                {
+                    "reason": reason,
+                    "equity": self.portfolio.equity,
+                    "peak": self.risk.peak,
+                    "drawdown": drawdown,
+                    "flatten_orders": [o.link_id for o in orders],
+                },
+            )
+        )

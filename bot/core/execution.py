@@ -1,0 +1,86 @@
+"""Executors: where orders go.
+
+The paper executor fills every order at the **open of the next bar** of its symbol, moved
+against the trader by the slippage, and charges the taker fee on the traded notional — the
+same rule in backtests and in paper trading. A live executor implements the same protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from bot.core.events import Fill, Order
+
+
+class Executor(Protocol):
+    @property
+    def pending(self) -> list[Order]:
+        """Orders accepted but not filled yet."""
+        ...
+
+    def submit(self, orders: list[Order]) -> list[Order]:
+        """Accept new orders; returns the pending orders they replaced (now cancelled)."""
+        ...
+
+    def on_open(self, start: int, opens: np.ndarray, present: np.ndarray) -> list[Fill]:
+        """A new bar opened at ``start``: fill what can be filled at ``opens[S]``."""
+        ...
+
+
+class PaperExecutor:
+    """Simulated market orders: next open ± slippage, taker fee on notional."""
+
+    def __init__(self, symbols: tuple[str, ...], fee_rate: float, slippage_rate: float) -> None:
+        if fee_rate < 0 or slippage_rate < 0:
+            raise ValueError("fee and slippage must be >= 0")
+        self._index = {s: i for i, s in enumerate(symbols)}
+        self.fee_rate = fee_rate
+        self.slippage_rate = slippage_rate
+        self._pending: list[Order] = []
+
+    @property
+    def pending(self) -> list[Order]:
+        return self._pending
+
+    def submit(self, orders: list[Order]) -> list[Order]:
+        """Queue orders; an older pending order for the same symbol is cancelled (replaced)."""
+        replacing = {o.symbol for o in orders}
+        cancelled = [o for o in self._pending if o.symbol in replacing]
+        self._pending = [o for o in self._pending if o.symbol not in replacing] + list(orders)
+        return cancelled
+
+    def fill_price(self, open_price: float, qty: float) -> float:
+        return (
+            open_price * (1.0 + self.slippage_rate)
+            if qty > 0
+            else open_price * (1.0 - self.slippage_rate)
+        )
+
+    def on_open(self, start: int, opens: np.ndarray, present: np.ndarray) -> list[Fill]:
+        fills: list[Fill] = []
+        waiting: list[Order] = []
+        for order in self._pending:
+            s = self._index[order.symbol]
+            if not present[s]:
+                waiting.append(order)  # no bar for this symbol yet: fill at its next open
+                continue
+            price = self.fill_price(float(opens[s]), order.qty)
+            notional = abs(order.qty) * price
+            fee = notional * self.fee_rate
+            fills.append(
+                Fill(
+                    exec_id=f"{order.link_id}-x",
+                    link_id=order.link_id,
+                    symbol=order.symbol,
+                    time=start,
+                    qty=order.qty,
+                    price=price,
+                    fee=fee,
+                    exec_type="Trade",
+                    cash_flow=-order.qty * price - fee,
+                )
+            )
+        self._pending = waiting
+        return fills

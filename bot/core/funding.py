@@ -1,0 +1,54 @@
+"""Funding rates of perpetuals, applied to the positions held at each funding time.
+
+Bybit settles funding every 8 hours (00:00, 08:00, 16:00 UTC). A funding at time ``f`` is paid
+on the position held at ``f``: a fill at the open of a bar starting exactly at ``f`` comes after
+the settlement. The position is valued at the open of the bar containing ``f`` — exact when
+``f`` is a bar start (any interval up to 8h) and the last price known at ``f`` otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class FundingEvent(NamedTuple):
+    row: int  # row of the block whose bar contains the funding time
+    symbol_index: int
+    time: int
+    rate: float
+
+
+class FundingRates:
+    """Funding rate history per symbol: ``{symbol: (times_ms, rates)}``."""
+
+    def __init__(self, series: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        self._series = {
+            symbol: (np.asarray(t, dtype=np.int64), np.asarray(r, dtype=float))
+            for symbol, (t, r) in series.items()
+        }
+
+    def __bool__(self) -> bool:
+        return bool(self._series)
+
+    def events(
+        self, symbols: tuple[str, ...], starts: np.ndarray, interval_ms: int
+    ) -> list[FundingEvent]:
+        """Every funding time that falls inside one of the bars starting at ``starts``."""
+        if not len(starts):
+            return []
+        lo, hi = int(starts[0]), int(starts[-1]) + interval_ms
+        found: list[FundingEvent] = []
+        for s, symbol in enumerate(symbols):
+            if symbol not in self._series:
+                continue
+            times, rates = self._series[symbol]
+            a, b = np.searchsorted(times, [lo, hi], side="left")
+            for k in range(a, b):
+                f = int(times[k])
+                row = int(np.searchsorted(starts, f, side="right")) - 1
+                if row >= 0 and f < int(starts[row]) + interval_ms:
+                    found.append(FundingEvent(row, s, f, float(rates[k])))
+        found.sort()
+        return found
