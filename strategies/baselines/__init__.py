@@ -1,0 +1,1 @@
+"""Baseline strategies: the yardsticks every model-backed strategy is compared with."""

@@ -1,0 +1,1 @@
+"""A strategy plugin for the bot (rename me)."""
