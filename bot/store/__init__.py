@@ -1,0 +1,6 @@
+"""The SQL store (SQLite or PostgreSQL through SQLAlchemy): runs, klines and run journals."""
+
+from bot.store.journal import StoreJournal
+from bot.store.store import Store
+
+__all__ = ["Store", "StoreJournal"]

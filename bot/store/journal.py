@@ -1,0 +1,168 @@
+"""A :class:`bot.core.journal.Journal` that writes into the SQL store.
+
+The engine records on its hot path (a fill, a position and an equity point per bar in paper
+trading; millions of rows in a long backtest). A database round trip per call would dominate
+the run, so ``record_*`` only append row tuples to in-memory buffers, and :meth:`flush` writes
+them all in one transaction, one executemany per table. Buffers flush by themselves once
+``batch_rows`` rows are waiting, which bounds memory however long the run.
+
+Rows of each table are written in the order they were recorded. Inserts run before the order
+status updates in a flush, so an update always finds its order, whether that was recorded in
+this flush or an earlier one. Every insert that a restart could replay (decisions, orders,
+fills, equity points, bars) ignores rows that exist already: a resumed run sharing a run id
+adds no duplicates, and a replayed ``New`` order never resets a status it had reached.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+
+from bot.core.events import Decision, Fill, Order, Panel, RunEvent
+from bot.store.bulk import BulkStatement
+from bot.store.encoding import dumps
+from bot.store.klines import panel_rows
+from bot.store.writes import Writes
+
+ORDER_STATUSES = ("New", "Filled", "Cancelled")
+
+
+class StoreJournal:
+    """Buffers a run's journal rows and writes them to the store on :meth:`flush`.
+
+    Not thread-safe: one journal belongs to one engine loop. If a flush fails, nothing of it is
+    committed and the rows stay buffered, so a later flush can retry them.
+    """
+
+    def __init__(self, engine: Engine, writes: Writes, run_id: str, batch_rows: int = 20_000):
+        if batch_rows < 1:
+            raise ValueError("batch_rows must be >= 1")
+        self.run_id = run_id
+        self.batch_rows = batch_rows
+        self._engine = engine
+        self._pending = 0
+        self._bars: list[tuple] = []
+        self._decisions: list[tuple] = []
+        self._orders: list[tuple] = []
+        self._fills: list[tuple] = []
+        self._statuses: list[tuple] = []
+        self._positions: list[tuple] = []
+        self._equity: list[tuple] = []
+        self._events: list[tuple] = []
+        # flush order: every insert before the status updates that may refer to it
+        self._batches: tuple[tuple[BulkStatement, list[tuple]], ...] = (
+            (writes.klines, self._bars),
+            (writes.decisions, self._decisions),
+            (writes.orders, self._orders),
+            (writes.fills, self._fills),
+            (writes.order_status, self._statuses),
+            (writes.positions, self._positions),
+            (writes.equity, self._equity),
+            (writes.events, self._events),
+        )
+
+    @property
+    def pending(self) -> int:
+        """Rows buffered and not yet written."""
+        return self._pending
+
+    def record_bars(self, interval: str, panel: Panel) -> None:
+        """Buffers the present bars, a slice of steps at a time, so that even a whole replayed
+        history flushes in ``batch_rows`` pieces instead of materialising at once."""
+        step = max(1, self.batch_rows // max(1, len(panel.symbols)))
+        for lo in range(0, len(panel), step):
+            rows = panel_rows(interval, panel.slice(lo, lo + step))
+            self._bars.extend(rows)
+            self._added(len(rows))
+
+    def record_decision(self, decision: Decision) -> None:
+        self._decisions.append(
+            (
+                self.run_id,
+                int(decision.time),
+                decision.strategy,
+                decision.version,
+                decision.model_version,
+                dumps(decision.weights),
+                dumps(decision.target),
+                dumps(list(decision.stale)),
+            )
+        )
+        self._added(1)
+
+    def record_orders(self, orders: list[Order], status: str = "New") -> None:
+        """``New`` stores the orders (unsigned ``qty`` plus ``side``); any other status is an
+        update of orders stored before."""
+        if status not in ORDER_STATUSES:
+            raise ValueError(f"order status must be one of {ORDER_STATUSES}, not {status!r}")
+        run_id = self.run_id
+        if status == "New":
+            self._orders.extend(
+                (
+                    run_id,
+                    o.link_id,
+                    o.symbol,
+                    o.side,
+                    abs(float(o.qty)),
+                    "Market",
+                    int(o.decision_time),
+                    o.reason,
+                    "New",
+                )
+                for o in orders
+            )
+        else:
+            self._statuses.extend((status, run_id, o.link_id) for o in orders)
+        self._added(len(orders))
+
+    def record_fill(self, fill: Fill) -> None:
+        """Stores the fill (unsigned ``qty`` plus ``side``); a trade also marks its order
+        ``Filled``."""
+        self._fills.append(
+            (
+                self.run_id,
+                fill.exec_id,
+                fill.link_id,
+                fill.symbol,
+                fill.side,
+                abs(float(fill.qty)),
+                float(fill.price),
+                float(fill.fee),
+                fill.exec_type,
+                float(fill.cash_flow),
+                float(fill.realized_pnl),
+                int(fill.time),
+            )
+        )
+        added = 1
+        if fill.exec_type == "Trade" and fill.link_id is not None:
+            self._statuses.append(("Filled", self.run_id, fill.link_id))
+            added += 1
+        self._added(added)
+
+    def record_position(self, time: int, symbol: str, qty: float, avg_price: float) -> None:
+        self._positions.append((self.run_id, int(time), symbol, float(qty), float(avg_price)))
+        self._added(1)
+
+    def record_equity(self, time: int, equity: float, cash: float, gross: float) -> None:
+        self._equity.append((self.run_id, int(time), float(equity), float(cash), float(gross)))
+        self._added(1)
+
+    def record_event(self, event: RunEvent) -> None:
+        self._events.append((self.run_id, int(event.time), event.kind, dumps(event.detail)))
+        self._added(1)
+
+    def flush(self) -> None:
+        """Write every buffered row in one transaction."""
+        if not self._pending:
+            return
+        with self._engine.begin() as conn:
+            for statement, rows in self._batches:
+                statement.execute(conn, rows)
+        for _, rows in self._batches:
+            rows.clear()
+        self._pending = 0
+
+    def _added(self, rows: int) -> None:
+        self._pending += rows
+        if self._pending >= self.batch_rows:
+            self.flush()

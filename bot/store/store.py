@@ -1,0 +1,264 @@
+"""The SQL store: runs, klines and run journals in any SQLite or PostgreSQL database.
+
+Opening a store upgrades its schema to the newest migration, so a database written by an older
+version of the bot is brought forward before anything reads it. Bulk writes (kline imports,
+journals) go through statements compiled once per engine (see :mod:`bot.store.bulk`); the rest
+is plain SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, Row
+
+from bot.store import migrate, schema
+from bot.store.bulk import insert_ignoring
+from bot.store.connect import create_engine
+from bot.store.journal import StoreJournal
+from bot.store.klines import COLUMNS as KLINE_COLUMNS
+from bot.store.klines import frame_chunks, to_frame
+from bot.store.writes import Writes
+
+log = logging.getLogger(__name__)
+
+RUN_KINDS = ("backtest", "paper")
+END_STATUSES = ("finished", "failed", "halted")
+#: Shortest run id prefix accepted by :meth:`Store.get_run` (shorter ones match too much).
+MIN_PREFIX = 4
+#: Kline rows per executemany and per fetched partition: bounds memory on million-row imports.
+KLINE_CHUNK_ROWS = 50_000
+
+_JOURNAL_TABLES: dict[str, sa.Table] = {
+    "decisions": schema.decisions,
+    "orders": schema.orders,
+    "fills": schema.fills,
+    "positions": schema.positions,
+    "equity": schema.equity,
+    "events": schema.events,
+}
+
+
+class Store:
+    """A database of runs, klines and journals, opened (and migrated) from a SQLAlchemy URL
+    such as ``sqlite:///data/bot.db`` or ``postgresql+psycopg://user@host/db``."""
+
+    def __init__(self, url: str | sa.URL):
+        self._engine = create_engine(url)
+        self._writes = Writes(self._engine.dialect)  # fails fast on an unsupported backend
+        migrate.upgrade(self._engine)
+        log.info("store open: %s", self)
+
+    def __repr__(self) -> str:
+        return f"Store({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        """Close pooled connections (journals must be flushed first)."""
+        self._engine.dispose()
+
+    # -- runs ------------------------------------------------------------------------------------
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        kind: str,
+        strategy: str,
+        symbols: list[str] | tuple[str, ...],
+        interval: str,
+        config: dict[str, Any],
+        code_version: str,
+        started_at: int,
+        data_start: int | None = None,
+        data_end: int | None = None,
+    ) -> None:
+        """Record a run as ``running``. ``config`` is stored exactly as given: the caller strips
+        secrets. A run id that exists already is refused."""
+        if kind not in RUN_KINDS:
+            raise ValueError(f"run kind must be one of {RUN_KINDS}, not {kind!r}")
+        runs = schema.runs
+        insert = insert_ignoring(runs, ("id",), self._engine.dialect).returning(runs.c.id)
+        with self._engine.begin() as conn:
+            created = conn.execute(
+                insert.values(
+                    id=run_id,
+                    kind=kind,
+                    strategy=strategy,
+                    symbols=list(symbols),
+                    interval=interval,
+                    config=config,
+                    code_version=code_version,
+                    started_at=started_at,
+                    status="running",
+                    data_start=data_start,
+                    data_end=data_end,
+                )
+            )
+            if created.first() is None:  # the id was taken: nothing inserted
+                raise ValueError(f"run {run_id!r} exists already")
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        finished_at: int,
+        status: str,
+        metrics: dict[str, Any] | None = None,
+        halted_reason: str | None = None,
+    ) -> None:
+        if status not in END_STATUSES:
+            raise ValueError(f"a run finishes as one of {END_STATUSES}, not {status!r}")
+        runs = schema.runs
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .values(
+                    finished_at=finished_at,
+                    status=status,
+                    metrics=metrics,
+                    halted_reason=halted_reason,
+                )
+            )
+            if done.rowcount == 0:
+                raise LookupError(f"no run {run_id!r}")
+
+    def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest ``limit`` runs, newest first."""
+        runs = schema.runs
+        stmt = sa.select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
+        with self._engine.connect() as conn:
+            return [row._asdict() for row in conn.execute(stmt)]
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """A run by id, or by a unique prefix of at least ``MIN_PREFIX`` characters, with the
+        row counts of its journal under ``"counts"``; None if nothing matches.
+
+        Raises ValueError when a prefix matches several runs.
+        """
+        with self._engine.connect() as conn:
+            row = _find_run(conn, run_id)
+            if row is None:
+                return None
+            run = row._asdict()
+            run["counts"] = {
+                name: conn.scalar(
+                    sa.select(sa.func.count()).select_from(table).where(table.c.run_id == run["id"])
+                )
+                for name, table in _JOURNAL_TABLES.items()
+            }
+            return run
+
+    # -- klines ----------------------------------------------------------------------------------
+    def upsert_klines(
+        self,
+        symbol: str,
+        interval: str,
+        frame: pd.DataFrame,
+        *,
+        chunk_rows: int = KLINE_CHUNK_ROWS,
+    ) -> int:
+        """Insert the bars of ``frame`` that are not stored yet, in one transaction; returns how
+        many were new. Columns: ``start`` (int epoch ms), open, high, low, close, volume and
+        optionally turnover."""
+        inserted = 0
+        with self._engine.begin() as conn:
+            for rows in frame_chunks(symbol, interval, frame, chunk_rows):
+                inserted += self._writes.klines.execute(conn, rows)
+        return inserted
+
+    def load_klines(
+        self, symbol: str, interval: str, start: int | None = None, end: int | None = None
+    ) -> pd.DataFrame:
+        """Bars with ``start <= bar start < end`` in time order (turnover NaN where unknown)."""
+        klines = schema.klines
+        stmt = (
+            sa.select(*(klines.c[name] for name in KLINE_COLUMNS))
+            .where(klines.c.symbol == symbol, klines.c.interval == interval)
+            .order_by(klines.c.start)
+        )
+        if start is not None:
+            stmt = stmt.where(klines.c.start >= start)
+        if end is not None:
+            stmt = stmt.where(klines.c.start < end)
+        with self._engine.connect() as conn:
+            result = conn.execution_options(yield_per=KLINE_CHUNK_ROWS).execute(stmt)
+            return to_frame(result.partitions())
+
+    def kline_summary(self) -> list[dict[str, Any]]:
+        """Per stored (symbol, interval): the bar count and the first and last bar start."""
+        k = schema.klines
+        stmt = (
+            sa.select(
+                k.c.symbol,
+                k.c.interval,
+                sa.func.count().label("count"),
+                sa.func.min(k.c.start).label("first"),
+                sa.func.max(k.c.start).label("last"),
+            )
+            .group_by(k.c.symbol, k.c.interval)
+            .order_by(k.c.symbol, k.c.interval)
+        )
+        with self._engine.connect() as conn:
+            return [row._asdict() for row in conn.execute(stmt)]
+
+    # -- journal ---------------------------------------------------------------------------------
+    def journal(self, run_id: str, batch_rows: int = 20_000) -> StoreJournal:
+        """A journal writing into run ``run_id`` (which must exist: it is the rows' parent)."""
+        runs = schema.runs
+        with self._engine.connect() as conn:
+            if conn.scalar(sa.select(runs.c.id).where(runs.c.id == run_id)) is None:
+                raise LookupError(f"no run {run_id!r}")
+        return StoreJournal(self._engine, self._writes, run_id, batch_rows)
+
+    def decisions(self, run_id: str) -> list[dict[str, Any]]:
+        return self._journal_rows(schema.decisions, run_id)
+
+    def orders(self, run_id: str) -> list[dict[str, Any]]:
+        return self._journal_rows(schema.orders, run_id)
+
+    def fills(self, run_id: str) -> list[dict[str, Any]]:
+        return self._journal_rows(schema.fills, run_id)
+
+    def positions(self, run_id: str) -> list[dict[str, Any]]:
+        return self._journal_rows(schema.positions, run_id)
+
+    def equity(self, run_id: str) -> list[dict[str, Any]]:
+        return self._journal_rows(schema.equity, run_id)
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        return self._journal_rows(schema.events, run_id)
+
+    def _journal_rows(self, table: sa.Table, run_id: str) -> list[dict[str, Any]]:
+        """A run's rows of one journal table in the order they were recorded, without the
+        surrogate ``id`` and the ``run_id`` the caller already knows."""
+        columns = [c for c in table.c if c.name not in ("id", "run_id")]
+        stmt = sa.select(*columns).where(table.c.run_id == run_id).order_by(table.c.id)
+        with self._engine.connect() as conn:
+            return [row._asdict() for row in conn.execute(stmt)]
+
+
+def _find_run(conn: Connection, run_id: str) -> Row | None:
+    runs = schema.runs
+    row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+    if row is not None or len(run_id) < MIN_PREFIX:
+        return row
+    matches = conn.execute(
+        sa.select(runs).where(runs.c.id.startswith(run_id, autoescape=True)).limit(5)
+    ).all()
+    if len(matches) > 1:
+        shown = ", ".join(m.id for m in matches[:4]) + (", ..." if len(matches) > 4 else "")
+        raise ValueError(f"run id prefix {run_id!r} is ambiguous: {shown}")
+    return matches[0] if matches else None

@@ -1,0 +1,59 @@
+"""The store's bulk write statements, compiled once per engine.
+
+Each constant lists the columns of a row tuple in the order the journal and the kline import
+build them; the statements are the idempotent forms the contracts call for (a replayed decision,
+order, fill or bar after a restart adds nothing).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+from bot.store import schema
+from bot.store.bulk import BulkStatement, insert_ignoring
+
+KLINE_KEYS = ("symbol", "interval", "start", "open", "high", "low", "close", "volume", "turnover")
+DECISION_KEYS = (
+    "run_id", "time", "strategy", "strategy_version", "model_version", "weights", "target", "stale",
+)  # fmt: skip
+ORDER_KEYS = (
+    "run_id", "order_link_id", "symbol", "side", "qty", "order_type", "decision_time", "reason",
+    "status",
+)  # fmt: skip
+FILL_KEYS = (
+    "run_id", "exec_id", "order_link_id", "symbol", "side", "qty", "price", "fee", "exec_type",
+    "cash_flow", "realized_pnl", "time",
+)  # fmt: skip
+ORDER_STATUS_KEYS = ("new_status", "match_run_id", "match_link_id")
+POSITION_KEYS = ("run_id", "time", "symbol", "qty", "avg_price")
+EQUITY_KEYS = ("run_id", "time", "equity", "cash", "gross")
+EVENT_KEYS = ("run_id", "time", "kind", "detail")
+
+
+class Writes:
+    """Compiled bulk statements for one dialect (shared by the store and all its journals)."""
+
+    def __init__(self, dialect: Dialect):
+        def ignoring(table: sa.Table, conflict: tuple[str, ...], keys: tuple[str, ...]):
+            return BulkStatement(insert_ignoring(table, conflict, dialect), keys, dialect)
+
+        orders = schema.orders
+        self.klines = ignoring(schema.klines, ("symbol", "interval", "start"), KLINE_KEYS)
+        self.decisions = ignoring(schema.decisions, ("run_id", "time", "strategy"), DECISION_KEYS)
+        self.orders = ignoring(orders, ("order_link_id",), ORDER_KEYS)
+        self.fills = ignoring(schema.fills, ("run_id", "exec_id"), FILL_KEYS)
+        self.equity = ignoring(schema.equity, ("run_id", "time"), EQUITY_KEYS)
+        self.order_status = BulkStatement(
+            sa.update(orders)
+            .where(
+                orders.c.run_id == sa.bindparam("match_run_id"),
+                orders.c.order_link_id == sa.bindparam("match_link_id"),
+            )
+            .values(status=sa.bindparam("new_status")),
+            ORDER_STATUS_KEYS,
+            dialect,
+            plan_each_row=True,
+        )
+        self.positions = BulkStatement(sa.insert(schema.positions), POSITION_KEYS, dialect)
+        self.events = BulkStatement(sa.insert(schema.events), EVENT_KEYS, dialect)
