@@ -1,0 +1,257 @@
+"""Running the engine over history: load bars, assemble the engine, replay, measure.
+
+The engine is the same object the paper daemon runs; only the feed (a replay of stored or file
+bars), the clock (simulated) and the executor (paper fills at the next open) are chosen here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from backtest.metrics import Metrics, compute_metrics
+from bot.config import Settings, redacted
+from bot.core.clock import LiveClock, SimulatedClock
+from bot.core.engine import Engine, EngineSettings, RunStats
+from bot.core.events import Panel
+from bot.core.execution import PaperExecutor
+from bot.core.funding import FundingRates
+from bot.core.ids import new_run_id
+from bot.core.instruments import InstrumentSpec
+from bot.core.journal import Journal, NullJournal
+from bot.core.portfolio import Portfolio
+from bot.core.risk import RiskLimits, RiskManager
+from bot.feeds.loaders import DataError, align, load_funding, load_panel
+from bot.feeds.replay import ReplayFeed
+from bot.feeds.synthetic import DEFAULT_START_MS, synthetic_panel
+from bot.jobs import install_default_jobs
+from bot.store import Store
+from bot.version import code_version
+from strategies import registry
+from strategies.api import Strategy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BacktestResult:
+    run_id: str
+    settings: Settings
+    metrics: Metrics
+    times: np.ndarray  # close time of every bar
+    equity: np.ndarray
+    gross: np.ndarray
+    stats: RunStats
+    halted_reason: str | None
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "bars": self.stats.rows,
+            "decisions": self.stats.decisions,
+            "orders": self.stats.orders,
+            "cancelled": self.stats.cancelled,
+            "fills": self.stats.fills,
+            "funding_events": self.stats.funding_events,
+        }
+
+    def to_dict(self, include_curve: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "run_id": self.run_id,
+            "strategies": [s.name for s in self.settings.strategies],
+            "symbols": self.settings.engine.symbols,
+            "interval": self.settings.engine.interval,
+            "metrics": self.metrics.as_dict(),
+            "counts": self.counts(),
+            "halted_reason": self.halted_reason,
+        }
+        if include_curve:
+            out["equity_curve"] = {"time": self.times.tolist(), "equity": self.equity.tolist()}
+        return out
+
+
+def load_history(settings: Settings, store: Store | None = None) -> tuple[Panel, FundingRates]:
+    """The bars (aligned) and funding rates a backtest of ``settings`` replays."""
+    engine, data = settings.engine, settings.data
+    symbols = tuple(engine.symbols)
+    if data.source == "synthetic":
+        start = engine.start_ms if engine.start_ms is not None else DEFAULT_START_MS
+        panel = synthetic_panel(
+            symbols, engine.interval, data.synthetic_bars, seed=data.synthetic_seed, start_ms=start
+        )
+        return panel, FundingRates({})
+    if data.source == "store":
+        if store is None:
+            raise DataError("data.source = 'store' needs a store")
+        frames = {
+            s: store.load_klines(s, engine.interval, engine.start_ms, engine.end_ms)
+            for s in symbols
+        }
+        empty = [s for s, f in frames.items() if f.empty]
+        if empty:
+            raise DataError(
+                f"the store has no {engine.interval} bars for {', '.join(empty)} in the range; "
+                "import some with `bot data import`"
+            )
+        panel = align(frames, symbols, engine.interval)
+    else:
+        panel = load_panel(
+            Path(data.path), symbols, engine.interval, engine.start_ms, engine.end_ms
+        )
+    funding = FundingRates(load_funding(Path(data.path), symbols) if data.funding else {})
+    return panel, funding
+
+
+def make_strategies(settings: Settings) -> list[tuple[Strategy, float]]:
+    """The configured strategies with their allocations (fails fast on a bad name or param)."""
+    interval = settings.engine.interval
+    return [
+        (
+            registry.create(spec.name, settings.strategy_symbols(spec), interval, spec.params),
+            spec.allocation,
+        )
+        for spec in settings.strategies
+    ]
+
+
+def build_engine(
+    settings: Settings,
+    run_id: str,
+    journal: Journal,
+    clock: SimulatedClock | LiveClock,
+    strategies: list[tuple[Strategy, float]],
+    summary_level: int = logging.DEBUG,
+    funding: FundingRates | None = None,
+    record_bars: bool = False,
+    flush_each_panel: bool = True,
+) -> Engine:
+    """Assemble the engine for ``settings``: portfolio, paper executor, risk, scheduled jobs."""
+    symbols = tuple(settings.engine.symbols)
+    interval = settings.engine.interval
+    specs = {s: InstrumentSpec(s, **settings.instruments[s].model_dump()) for s in symbols}
+    cash = settings.portfolio.initial_cash
+    limits = settings.risk
+    engine = Engine(
+        settings=EngineSettings(
+            run_id=run_id,
+            interval=interval,
+            rebalance_threshold=settings.portfolio.rebalance_threshold,
+            block_rows=settings.engine.block_rows,
+            record_bars=record_bars,
+            flush_each_panel=flush_each_panel,
+        ),
+        symbols=symbols,
+        strategies=strategies,
+        portfolio=Portfolio(symbols, specs, cash),
+        executor=PaperExecutor(
+            symbols, settings.portfolio.fee_bp / 1e4, settings.portfolio.slippage_bp / 1e4
+        ),
+        risk=RiskManager(
+            RiskLimits(
+                max_weight=limits.max_weight,
+                max_gross=limits.max_gross,
+                max_drawdown=limits.max_drawdown,
+                allow_short=limits.allow_short,
+            ),
+            cash,
+        ),
+        journal=journal,
+        clock=clock,
+        funding=funding,
+    )
+    install_default_jobs(
+        engine, settings.scheduler.equity_snapshot, settings.scheduler.daily_summary, summary_level
+    )
+    return engine
+
+
+async def run_backtest_async(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    record: bool = True,
+    panel: Panel | None = None,
+    funding: FundingRates | None = None,
+    progress: bool = False,
+) -> BacktestResult:
+    """Replay history through the engine. With a ``store``, bars may come from it
+    (``data.source = "store"``) and, unless ``record`` is false, the run and its journal are
+    written to it."""
+    strategies = make_strategies(settings)
+    if panel is None:
+        panel, loaded_funding = load_history(settings, store)
+        funding = loaded_funding if funding is None else funding
+    if len(panel) == 0:
+        raise DataError("no bars to replay")
+    run_id = new_run_id()
+    wall = LiveClock()
+    interval_ms = panel.interval_ms
+    recorder = store if record else None
+    if recorder is not None:
+        recorder.create_run(
+            run_id=run_id,
+            kind="backtest",
+            strategy=",".join(s.name for s in settings.strategies),
+            symbols=list(settings.engine.symbols),
+            interval=settings.engine.interval,
+            config=redacted(settings),
+            code_version=code_version(),
+            started_at=wall.now(),
+            data_start=int(panel.starts[0]),
+            data_end=int(panel.starts[-1]) + interval_ms,
+        )
+    journal: Journal = recorder.journal(run_id) if recorder is not None else NullJournal()
+    engine = build_engine(
+        settings, run_id, journal, SimulatedClock(), strategies, funding=funding,
+        flush_each_panel=False,  # a replay is rerun, not resumed: batch the writes
+    )  # fmt: skip
+    log.info(
+        "backtest %s: %s on %d bars of %s", run_id, ", ".join(s.name for s in settings.strategies),
+        len(panel), ", ".join(settings.engine.symbols),
+    )  # fmt: skip
+    bar = tqdm(total=len(panel), unit="bar", unit_scale=True, disable=not progress,
+               desc="backtest", leave=False)  # fmt: skip
+    try:
+        await engine.run(ReplayFeed(panel, settings.engine.block_rows), progress=bar.update)
+    except BaseException:
+        if recorder is not None:
+            recorder.finish_run(run_id, finished_at=wall.now(), status="failed")
+        raise
+    finally:
+        bar.close()
+    times, equity = engine.equity_curve()
+    stats = engine.stats
+    metrics = compute_metrics(
+        times,
+        equity,
+        initial_equity=settings.portfolio.initial_cash,
+        interval_ms=engine.interval_ms,
+        gross=engine.gross_exposure_curve(),
+        traded_notional=stats.traded_notional,
+        fees=stats.fees,
+        funding=stats.funding,
+        trade_count=stats.fills,
+        realized=stats.realized,
+    )
+    halted = engine.risk.halt_reason
+    if recorder is not None:
+        recorder.finish_run(
+            run_id,
+            finished_at=wall.now(),
+            status="halted" if halted else "finished",
+            metrics=metrics.as_dict(),
+            halted_reason=halted,
+        )
+    return BacktestResult(
+        run_id, settings, metrics, times, equity, engine.gross_exposure_curve(), stats, halted
+    )
+
+
+def run_backtest(settings: Settings, **kwargs: Any) -> BacktestResult:
+    """Synchronous :func:`run_backtest_async` (for the CLI and scripts)."""
+    return asyncio.run(run_backtest_async(settings, **kwargs))

@@ -1,0 +1,1 @@
+"""The ``bot`` command line: one subcommand per job, in the style of Freqtrade and git."""

@@ -1,0 +1,91 @@
+"""``bot backtest``: replay history through the engine and report what happened."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from backtest.metrics import format_table
+from backtest.report import plot_equity, write_json
+from backtest.runner import run_backtest
+from bot.cli.common import UsageError, parse_params, settings_from, table
+from bot.store import Store
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("backtest", help="run a backtest over history")
+    p.add_argument("--strategy", help="strategy name or package.module:Class (replaces config)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="strategy parameter (repeatable), e.g. --param rebalance=1d")  # fmt: skip
+    p.add_argument("--symbols", help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT")
+    p.add_argument("--interval", help="bar interval, e.g. 1h")
+    p.add_argument("--start", help="first bar (date or ISO time, UTC)")
+    p.add_argument("--end", help="end (exclusive)")
+    p.add_argument("--source", choices=["csv", "parquet", "store", "synthetic"])
+    p.add_argument("--data", type=Path, help="data folder for csv/parquet sources")
+    p.add_argument("--fee-bp", type=float, help="taker fee in basis points")
+    p.add_argument("--slippage-bp", type=float, help="slippage in basis points")
+    p.add_argument("--cash", type=float, help="initial cash (USDT)")
+    p.add_argument("--threshold", type=float, help="rebalance threshold (fraction of equity)")
+    p.add_argument("--max-drawdown", type=float, help="kill-switch drawdown (fraction)")
+    p.add_argument("--block-rows", type=int, help="replay block size (speed only)")
+    p.add_argument("--store", help="SQLAlchemy URL of the store (default: config store.url)")
+    p.add_argument("--no-store", action="store_true", help="do not record the run in the store")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write metrics, counts and equity")
+    p.add_argument("--plot", type=Path, metavar="FILE", help="write an equity/drawdown PNG")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    simple = {
+        "interval": "engine.interval", "start": "engine.start", "end": "engine.end",
+        "source": "data.source", "fee_bp": "portfolio.fee_bp",
+        "slippage_bp": "portfolio.slippage_bp", "cash": "portfolio.initial_cash",
+        "threshold": "portfolio.rebalance_threshold", "max_drawdown": "risk.max_drawdown",
+        "block_rows": "engine.block_rows", "store": "store.url",
+    }  # fmt: skip
+    for attr, key in simple.items():
+        value = getattr(args, attr)
+        if value is not None:
+            out[key] = value
+    if args.symbols:
+        out["engine.symbols"] = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+    if args.data is not None:
+        out["data.path"] = str(args.data.resolve())  # relative to where the user typed it
+    if args.strategy:
+        out["strategies"] = [{"name": args.strategy, "params": parse_params(args.param)}]
+    elif args.param:
+        raise UsageError("--param needs --strategy (or set params in the config file)")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args, overrides(args))
+    needs_store = not args.no_store or settings.data.source == "store"
+    store = Store(settings.store.url) if needs_store else None
+    try:
+        result = run_backtest(
+            settings, store=store, record=not args.no_store, progress=not args.no_progress
+        )
+    finally:
+        if store is not None:
+            store.close()
+    counts = result.counts()
+    print(f"run {result.run_id}  {', '.join(s.name for s in settings.strategies)}  "
+          f"{', '.join(settings.engine.symbols)} @ {settings.engine.interval}")  # fmt: skip
+    print(format_table(result.metrics))
+    print(table([[k, f"{v:,}"] for k, v in counts.items()], ["count", "value"]))
+    if result.halted_reason:
+        print(f"HALTED: {result.halted_reason}")
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_equity(result, args.plot)
+        print(f"wrote {args.plot}")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,80 @@
+"""``bot data``: bring bar files into the store and see what it holds."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bot.cli.common import UsageError, store_url, table
+from bot.core.timeutil import iso, normalize_interval
+from bot.feeds.loaders import read_bars
+from bot.store import Store
+
+SUFFIXES = (".csv", ".parquet", ".gz")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("data", help="import and list market data in the store")
+    sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    imp = sub.add_parser("import", help="import CSV/Parquet bar files into the store")
+    imp.add_argument("paths", nargs="+", type=Path, help="files, or folders of <SYMBOL>.csv")
+    imp.add_argument("--interval", required=True, help="interval of the bars in these files")
+    imp.add_argument("--symbol", help="symbol (default: the file name, e.g. BTCUSDT.csv)")
+    imp.add_argument("--store", help="SQLAlchemy URL (default: config store.url)")
+    imp.set_defaults(handler=import_files)
+    lst = sub.add_parser("list", help="what bars the store holds")
+    lst.add_argument("--store", help="SQLAlchemy URL (default: config store.url)")
+    lst.set_defaults(handler=list_data)
+
+
+def bar_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.name.endswith(SUFFIXES)))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+    if not files:
+        raise UsageError("no .csv or .parquet files found")
+    return files
+
+
+def import_files(args: argparse.Namespace) -> int:
+    interval = normalize_interval(args.interval)
+    files = bar_files(args.paths)
+    if args.symbol and len(files) > 1:
+        raise UsageError("--symbol only makes sense with a single file")
+    store = Store(store_url(args))
+    rows = []
+    try:
+        for path in tqdm(files, unit="file", desc="import", leave=False):
+            symbol = args.symbol or path.name.split(".")[0].upper()
+            frame = read_bars(path, interval)
+            inserted = store.upsert_klines(symbol, interval, frame)
+            rows.append([symbol, interval, f"{len(frame):,}", f"{inserted:,}",
+                         f"{len(frame) - inserted:,}"])  # fmt: skip
+    finally:
+        store.close()
+    print(table(rows, ["symbol", "interval", "rows read", "new", "already stored"]))
+    return 0
+
+
+def list_data(args: argparse.Namespace) -> int:
+    store = Store(store_url(args))
+    try:
+        summary = store.kline_summary()
+    finally:
+        store.close()
+    if not summary:
+        print("the store holds no bars; import some with `bot data import`")
+        return 0
+    rows = [
+        [s["symbol"], s["interval"], f"{s['count']:,}", iso(s["first"]), iso(s["last"])]
+        for s in summary
+    ]
+    print(table(rows, ["symbol", "interval", "bars", "first", "last"]))
+    return 0

@@ -1,0 +1,54 @@
+"""Entry point of the ``bot`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot import __version__
+from bot.cli import backtest_cmd, data_cmd, runs_cmd
+from bot.cli.common import DEFAULT_CONFIG, UsageError
+from bot.config import ConfigError
+from bot.feeds.loaders import DataError
+from strategies.registry import StrategyNotFoundError, StrategyParameterError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bot", description="Model-first trading bot for Bybit: backtests and paper trading."
+    )
+    parser.add_argument("--version", action="version", version=f"bot {__version__}")
+    parser.add_argument(
+        "-c", "--config", default=str(DEFAULT_CONFIG), help="settings file (default: %(default)s)"
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    backtest_cmd.register(commands)
+    data_cmd.register(commands)
+    runs_cmd.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except (
+        ConfigError,
+        UsageError,
+        DataError,
+        StrategyNotFoundError,
+        StrategyParameterError,
+    ) as exc:
+        print(f"bot: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bot: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,83 @@
+"""``bot runs``: the runs recorded in the store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from bot.cli.common import UsageError, store_url, table
+from bot.core.timeutil import iso
+from bot.store import Store
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("runs", help="list and inspect recorded runs")
+    sub = p.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    lst = sub.add_parser("list", help="recent runs, newest first")
+    lst.add_argument("--limit", type=int, default=20)
+    lst.add_argument("--store", help="SQLAlchemy URL (default: config store.url)")
+    lst.set_defaults(handler=list_runs)
+    show = sub.add_parser("show", help="one run: settings, counts and metrics")
+    show.add_argument("run_id", help="run id or a unique prefix of it")
+    show.add_argument("--json", action="store_true", help="print as JSON")
+    show.add_argument("--store", help="SQLAlchemy URL (default: config store.url)")
+    show.set_defaults(handler=show_run)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2%}"
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    store = Store(store_url(args))
+    try:
+        runs = store.list_runs(args.limit)
+    finally:
+        store.close()
+    if not runs:
+        print("no runs recorded yet")
+        return 0
+    rows = []
+    for run in runs:
+        metrics = run.get("metrics") or {}
+        rows.append([
+            run["id"], run["kind"], run["strategy"], run["interval"], iso(run["started_at"]),
+            run["status"], _pct(metrics.get("total_return")),
+            "-" if metrics.get("sharpe") is None else f"{metrics['sharpe']:.2f}",
+        ])  # fmt: skip
+    print(table(rows, ["run", "kind", "strategy", "interval", "started", "status", "return",
+                       "sharpe"]))  # fmt: skip
+    return 0
+
+
+def show_run(args: argparse.Namespace) -> int:
+    store = Store(store_url(args))
+    try:
+        try:
+            run = store.get_run(args.run_id)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    finally:
+        store.close()
+    if run is None:
+        raise UsageError(f"no run {args.run_id!r}")
+    if args.json:
+        print(json.dumps(run, indent=1, default=str))
+        return 0
+    print(f"run {run['id']} ({run['kind']}, {run['status']})")
+    print(f"  strategy   {run['strategy']}")
+    print(f"  symbols    {', '.join(run['symbols'])} @ {run['interval']}")
+    print(f"  code       {run['code_version']}")
+    finished = f", finished {iso(run['finished_at'])}" if run.get("finished_at") else ""
+    print(f"  started    {iso(run['started_at'])}{finished}")
+    if run.get("data_start") is not None:
+        print(f"  data       {iso(run['data_start'])} → {iso(run['data_end'])}")
+    if run.get("halted_reason"):
+        print(f"  HALTED     {run['halted_reason']}")
+    counts = run.get("counts", {})
+    if counts:
+        print("  counts     " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    metrics = run.get("metrics") or {}
+    if metrics:
+        print(table([[k, v] for k, v in metrics.items()], ["metric", "value"]))
+    return 0

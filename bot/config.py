@@ -1,0 +1,267 @@
+"""``config.toml`` → typed, validated settings.
+
+Every section forbids unknown keys: a typo such as ``fee_bps`` is an error naming the key (with
+a suggestion), never a silently ignored line that leaves a default in force with real money.
+Secrets do not belong here: API keys and database passwords come from the environment
+(``BOT_STORE_URL`` overrides ``store.url``), and :func:`redacted` strips passwords from the
+snapshot stored with each run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from pathlib import Path
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import make_url
+
+from bot.core.scheduler import parse_trigger
+from bot.core.timeutil import normalize_interval, to_ms
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased as one line that names the offending key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EngineConfig(_Section):
+    symbols: list[str] = Field(min_length=1)
+    interval: str = "1h"
+    start: str | None = None  # first bar start (date or ISO time, UTC), inclusive
+    end: str | None = None  # exclusive
+    block_rows: int = Field(8192, ge=1, le=1_000_000)
+    grace_ms: int = Field(5_000, ge=0)
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, value: list[str]) -> list[str]:
+        for symbol in value:
+            if not symbol.isalnum() or symbol.upper() != symbol:
+                raise ValueError(f"symbol {symbol!r} must be upper-case letters and digits")
+        if len(set(value)) != len(value):
+            raise ValueError("symbols must be unique")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        return normalize_interval(value)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _time(cls, value: str | None) -> str | None:
+        if value is not None:
+            to_ms(value)
+        return value
+
+    @property
+    def start_ms(self) -> int | None:
+        return None if self.start is None else to_ms(self.start)
+
+    @property
+    def end_ms(self) -> int | None:
+        return None if self.end is None else to_ms(self.end)
+
+
+class DataConfig(_Section):
+    source: Literal["csv", "parquet", "store", "synthetic"] = "csv"
+    path: str = "../shared/data/bybit-linear"  # relative paths: relative to the config file
+    funding: bool = True  # apply funding from <path>/funding-8h/<SYMBOL>.csv when present
+    synthetic_bars: int = Field(10_000, ge=1)
+    synthetic_seed: int = 7
+
+
+class PortfolioConfig(_Section):
+    initial_cash: float = Field(100_000.0, gt=0)
+    fee_bp: float = Field(5.5, ge=0, le=1_000)
+    slippage_bp: float = Field(1.0, ge=0, le=1_000)
+    rebalance_threshold: float = Field(0.01, ge=0, le=1)
+
+
+class RiskConfig(_Section):
+    max_weight: float = Field(1.0, gt=0)
+    max_gross: float = Field(1.0, gt=0)
+    max_drawdown: float | None = Field(0.5, gt=0, le=1)
+    allow_short: bool = False
+
+
+class SchedulerConfig(_Section):
+    equity_snapshot: str = "every 1h"  # '' disables a job
+    daily_summary: str = "cron 0 0 * * *"
+
+    @field_validator("equity_snapshot", "daily_summary")
+    @classmethod
+    def _trigger(cls, value: str) -> str:
+        if value:
+            parse_trigger(value)
+        return value
+
+
+class StoreConfig(_Section):
+    url: str = "sqlite:///bot.db"
+
+
+class StrategyConfig(_Section):
+    name: str
+    allocation: float = Field(1.0, gt=0)
+    symbols: list[str] | None = None  # default: all of engine.symbols
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class InstrumentConfig(_Section):
+    qty_step: float = Field(gt=0)
+    min_order_qty: float = Field(0.0, ge=0)
+    min_notional: float = Field(0.0, ge=0)
+    tick_size: float = Field(0.0, ge=0)
+
+
+class Settings(_Section):
+    engine: EngineConfig
+    data: DataConfig = DataConfig()
+    portfolio: PortfolioConfig = PortfolioConfig()
+    risk: RiskConfig = RiskConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    store: StoreConfig = StoreConfig()
+    strategies: list[StrategyConfig] = Field(min_length=1)
+    instruments: dict[str, InstrumentConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        for symbol in self.engine.symbols:
+            if symbol not in self.instruments:
+                raise ValueError(
+                    f"instruments.{symbol}: no instrument spec for {symbol} "
+                    f"(add a [instruments.{symbol}] table with qty_step, min_order_qty, ...)"
+                )
+        for k, strategy in enumerate(self.strategies):
+            extra = set(strategy.symbols or ()) - set(self.engine.symbols)
+            if extra:
+                raise ValueError(f"strategies.{k}.symbols: {sorted(extra)} not in engine.symbols")
+        return self
+
+    def strategy_symbols(self, strategy: StrategyConfig) -> list[str]:
+        return list(strategy.symbols or self.engine.symbols)
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` → ``X`` (the member that can hold keys)."""
+    if get_origin(annotation) in (Union, UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        return members[0] if len(members) == 1 else annotation
+    return annotation
+
+
+def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the key at ``loc`` (to suggest the right spelling).
+
+    Walks the settings' annotations along ``loc``, stepping over list indices and dict keys
+    (``strategies.0.nme``, ``instruments.BTCUSDT.qty_stp``)."""
+    annotation: Any = Settings
+    for part in loc[:-1]:
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            if field is None:
+                return None
+            annotation = field.annotation
+        elif get_origin(annotation) in (list, dict):
+            annotation = get_args(annotation)[-1]  # the element / value type
+        else:
+            return None
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _describe(error: dict[str, Any], source: str) -> str:
+    loc = tuple(error.get("loc", ()))
+    key = ".".join(str(p) for p in loc)
+    if error.get("type") == "extra_forbidden":
+        model = _model_for(loc)
+        hint = ""
+        if model is not None:
+            close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{source}: unknown key '{key}'{hint}"
+    if error.get("type") == "missing":
+        return f"{source}: missing required key '{key}'"
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if not key:
+        return f"{source}: {message}"
+    got = error.get("input")
+    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    return f"{source}: {key}: {message}{shown}"
+
+
+def parse_settings(data: dict[str, Any], source: str = "config") -> Settings:
+    """Validate a config mapping; raises :class:`ConfigError` with a one-line message."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        # A misspelled key shows up twice (unknown + missing); the unknown one names the typo.
+        errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
+        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        raise ConfigError(_describe(errors[0], source) + more) from None
+
+
+def load_settings(path: Path, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read ``path`` (TOML), apply dotted-key ``overrides`` (from the CLI) and the environment."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    for dotted, value in (overrides or {}).items():
+        set_dotted(data, dotted, value)
+    if url := os.environ.get("BOT_STORE_URL"):
+        set_dotted(data, "store.url", url)
+    settings = parse_settings(data, str(path))
+    return resolve_paths(settings, path.parent)
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def resolve_paths(settings: Settings, base: Path) -> Settings:
+    """Make relative data paths and SQLite files relative to the config file's folder."""
+    data_path = Path(os.path.expandvars(settings.data.path)).expanduser()
+    if not data_path.is_absolute():
+        data_path = (base / data_path).resolve()
+    url = settings.store.url
+    parsed = make_url(url)
+    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+        db = Path(parsed.database).expanduser()
+        if not db.is_absolute():
+            url = parsed.set(database=str((base / db).resolve())).render_as_string(
+                hide_password=False
+            )
+    return settings.model_copy(
+        update={
+            "data": settings.data.model_copy(update={"path": str(data_path)}),
+            "store": settings.store.model_copy(update={"url": url}),
+        }
+    )
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data with any password removed (for the runs table and logs)."""
+    data = settings.model_dump(mode="json")
+    data["store"]["url"] = make_url(settings.store.url).render_as_string(hide_password=True)
+    return data
