@@ -1,0 +1,1 @@
+"""Benchmarks: measured speed and memory, compared with named peers in the same run."""
