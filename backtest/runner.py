@@ -225,13 +225,14 @@ async def run_backtest_async(
     finally:
         bar.close()
     times, equity = engine.equity_curve()
+    gross = engine.gross_exposure_curve()
     stats = engine.stats
     metrics = compute_metrics(
         times,
         equity,
         initial_equity=settings.portfolio.initial_cash,
         interval_ms=engine.interval_ms,
-        gross=engine.gross_exposure_curve(),
+        gross=gross,
         traded_notional=stats.traded_notional,
         fees=stats.fees,
         funding=stats.funding,
@@ -247,9 +248,7 @@ async def run_backtest_async(
             metrics=metrics.as_dict(),
             halted_reason=halted,
         )
-    return BacktestResult(
-        run_id, settings, metrics, times, equity, engine.gross_exposure_curve(), stats, halted
-    )
+    return BacktestResult(run_id, settings, metrics, times, equity, gross, stats, halted)
 
 
 def run_backtest(settings: Settings, **kwargs: Any) -> BacktestResult:

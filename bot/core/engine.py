@@ -94,6 +94,27 @@ class _Slot:
         return self.columns
 
 
+class _Curve:
+    """A growing column of numbers: amortised O(1) appends of one row (live) or a block
+    (replay), without the per-object overhead of keeping every block as its own array."""
+
+    def __init__(self, dtype: type) -> None:
+        self._data = np.empty(1024, dtype=dtype)
+        self._size = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        end = self._size + len(values)
+        if end > len(self._data):
+            grown = np.empty(max(end, 2 * len(self._data)), dtype=self._data.dtype)
+            grown[: self._size] = self._data[: self._size]
+            self._data = grown
+        self._data[self._size : end] = values
+        self._size = end
+
+    def values(self) -> np.ndarray:
+        return self._data[: self._size].copy()
+
+
 class _Block:
     """Per-block working state: the rows, their derived arrays, and what fills in."""
 
@@ -152,9 +173,9 @@ class Engine:
                 key = normalize_interval(name)
                 lookbacks[key] = max(lookbacks.get(key, 1), int(bars))
         self.buffer = FeatureBuffer(self.symbols, self.interval, lookbacks, settings.block_rows)
-        self._curve_times: list[np.ndarray] = []
-        self._curve_equity: list[np.ndarray] = []
-        self._curve_gross: list[np.ndarray] = []
+        self._curve_times = _Curve(np.int64)
+        self._curve_equity = _Curve(np.float64)
+        self._curve_gross = _Curve(np.float64)
         self._scheduler_started = False
 
     def _slot(self, strategy: StrategyLike, allocation: float) -> _Slot:
@@ -209,12 +230,10 @@ class Engine:
     # -- results -----------------------------------------------------------------------------
     def equity_curve(self) -> tuple[np.ndarray, np.ndarray]:
         """(close times, equity) of every processed step."""
-        if not self._curve_times:
-            return np.zeros(0, np.int64), np.zeros(0)
-        return np.concatenate(self._curve_times), np.concatenate(self._curve_equity)
+        return self._curve_times.values(), self._curve_equity.values()
 
     def gross_exposure_curve(self) -> np.ndarray:
-        return np.concatenate(self._curve_gross) if self._curve_gross else np.zeros(0)
+        return self._curve_gross.values()
 
     # -- one block ---------------------------------------------------------------------------
     def _process_block(self, chunk: Panel) -> None:
@@ -271,9 +290,9 @@ class Engine:
                 self._process_row(block, i)
                 i += 1
 
-        self._curve_times.append(block.close_times)
-        self._curve_equity.append(block.curve)
-        self._curve_gross.append(block.gross)
+        self._curve_times.extend(block.close_times)
+        self._curve_equity.extend(block.curve)
+        self._curve_gross.extend(block.gross)
         self.stats.rows += n
 
     def _batch_decisions(self, slot: _Slot, block: _Block) -> np.ndarray | None:
