@@ -43,11 +43,6 @@ class Barrier:
         self.duplicates = 0
         self.late = 0
 
-    @property
-    def next_step(self) -> int | None:
-        """Start of the next step to be released (None before the first bar)."""
-        return self._next
-
     def deadline(self) -> int | None:
         """When the grace period of the next step runs out (for the caller's timer); None
         while no bar of that step has arrived."""

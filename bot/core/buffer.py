@@ -36,9 +36,6 @@ class Window:
         """``[S, L]`` closes (NaN where a symbol had no bar)."""
         return self.values[:, :, CLOSE]
 
-    def field(self, name: str) -> np.ndarray:
-        return self.values[:, :, FIELDS.index(name)]
-
     def __len__(self) -> int:
         return len(self.starts)
 

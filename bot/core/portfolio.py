@@ -36,9 +36,6 @@ class PortfolioView:
         value = np.where(self.qty != 0, self.qty * np.nan_to_num(self.prices), 0.0)
         return value / self.equity
 
-    def position(self, symbol: str) -> float:
-        return float(self.qty[self.symbols.index(symbol)])
-
 
 class Portfolio:
     """The account: what is held, what it cost, and what it is worth at the last close."""

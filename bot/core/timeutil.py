@@ -41,15 +41,6 @@ def normalize_interval(interval: str) -> str:
     raise ValueError(f"unknown interval {interval!r}; use e.g. 1m, 5m, 15m, 1h, 4h, 1d")
 
 
-def bybit_interval_code(interval: str) -> str:
-    """Bybit's code for an interval (``"1h"`` → ``"60"``), for REST and websocket topics."""
-    name = normalize_interval(interval)
-    for code, canonical in _BYBIT_CODES.items():
-        if canonical == name:
-            return code
-    raise ValueError(f"Bybit has no kline interval {interval!r}")
-
-
 def period_index(time_ms, period_ms: int):
     """Index of the calendar period containing ``time_ms`` (an int or an int array);
     weeks start on Monday 00:00 UTC."""

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bot.core.buffer import FeatureBuffer
-from bot.core.events import CLOSE, HIGH, LOW, OPEN, VOLUME
+from bot.core.events import CLOSE, HIGH, LOW, OPEN, VOLUME, Panel
 from bot.core.timeutil import HOUR_MS, MINUTE_MS
 from bot.feeds.loaders import load_panel
 from bot.feeds.synthetic import synthetic_panel
@@ -71,3 +71,18 @@ def test_real_minute_bars_aggregate_to_bybit_hourly_bars(linear_dir: Path):
     ours = buffer.window(100, "1h")
     assert ours.starts.tolist() == hours.starts.tolist()
     np.testing.assert_allclose(ours.values.transpose(1, 0, 2), hours.values, rtol=1e-9)
+
+
+def test_a_late_bar_is_patched_into_the_buffer_for_later_decisions():
+    panel = synthetic_panel(("AAA", "BBB"), "1h", 10, start_ms=0)
+    present = panel.present.copy()
+    present[6, 1] = False  # BBB's bar at row 6 missed the decision
+    values = np.where(present[:, :, None], panel.values, np.nan)
+    buffer = FeatureBuffer(("AAA", "BBB"), "1h", {"1h": 10}, block_rows=16)
+    buffer.append(Panel(panel.symbols, panel.interval_ms, panel.starts, values, present))
+    assert np.isnan(buffer.window(10).values[1, 6]).all()
+    assert buffer.patch(int(panel.starts[6]), "BBB", panel.values[6, 1])
+    window = buffer.window(10)
+    np.testing.assert_array_equal(window.values[1, 6], panel.values[6, 1])
+    assert window.present[1].all()
+    assert not buffer.patch(int(panel.starts[6]) + 1, "BBB", panel.values[6, 1])  # no such row
