@@ -2,8 +2,13 @@
 
 Accounting: buying ``q`` at ``p`` moves ``q·p`` (plus fee) out of cash, selling moves it back;
 cash may go negative, which is leverage. Equity is ``cash + Σ qty·price`` — for linear perps this
-equals wallet balance plus unrealised PnL. The same :meth:`Portfolio.mark` serves one row (live)
-and thousands of rows (replay), so both modes produce bit-identical equity.
+equals wallet balance plus unrealised PnL.
+
+Cash is kept as an integer number of 1e-8 USDT (the precision Bybit settles in), so its value
+does not depend on the order in which fills and funding arrive: live fills booked as each
+symbol's next candle opens leave exactly the cash a replay of the same bars leaves. The same
+:meth:`Portfolio.mark` serves one row (live) and thousands of rows (replay), so both modes
+produce bit-identical equity.
 """
 
 from __future__ import annotations
@@ -16,6 +21,12 @@ import numpy as np
 from bot.core.events import Fill, Order
 from bot.core.ids import order_link_id
 from bot.core.instruments import InstrumentSpec
+
+CASH_UNITS_PER_USDT = 100_000_000
+
+
+def _units(amount: float) -> int:
+    return round(amount * CASH_UNITS_PER_USDT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +63,20 @@ class Portfolio:
         self.index = {symbol: i for i, symbol in enumerate(symbols)}
         self.specs = [specs[s] for s in symbols]
         self.initial_cash = float(initial_cash)
-        self.cash = float(initial_cash)
+        self._cash_units = _units(initial_cash)
         self.qty = np.zeros(len(symbols))
         self.held: list[int] = []  # indices of non-zero positions, ascending
         self.avg_price = np.zeros(len(symbols))
         self.open_fee_per_unit = np.zeros(len(symbols))
         self.last_price = np.full(len(symbols), np.nan)
         self.equity = float(initial_cash)
+
+    @property
+    def cash(self) -> float:
+        return self._cash_units / CASH_UNITS_PER_USDT
+
+    def _add_cash(self, flow: float) -> None:
+        self._cash_units += _units(flow)
 
     # -- valuation -------------------------------------------------------------------------
     def mark(self, closes: np.ndarray) -> np.ndarray:
@@ -127,7 +145,7 @@ class Portfolio:
         self.avg_price[s] = avg
         self.open_fee_per_unit[s] = open_fee
         self._set_qty(s, new_qty)
-        self.cash += fill.cash_flow
+        self._add_cash(fill.cash_flow)
         return Fill(
             fill.exec_id, fill.link_id, fill.symbol, fill.time, qty, price, fill.fee,
             fill.exec_type, fill.cash_flow, realized,
@@ -146,7 +164,7 @@ class Portfolio:
         if held == 0 or not np.isfinite(price):
             return None
         payment = -held * price * rate  # longs pay a positive rate
-        self.cash += payment
+        self._add_cash(payment)
         symbol = self.symbols[symbol_index]
         return Fill(
             exec_id=f"{run_id}-funding-{symbol}-{time}",
