@@ -25,6 +25,11 @@ class Journal(Protocol):
 
     def record_event(self, event: RunEvent) -> None: ...
 
+    def record_progress(self, time: int) -> None:
+        """The close of the last step processed; stored with the same flush as its records,
+        so a restart knows exactly which steps are already in the journal."""
+        ...
+
     def flush(self) -> None: ...
 
 
@@ -52,6 +57,9 @@ class NullJournal:
     def record_event(self, event: RunEvent) -> None:
         return None
 
+    def record_progress(self, time: int) -> None:
+        return None
+
     def flush(self) -> None:
         return None
 
@@ -67,6 +75,7 @@ class MemoryJournal:
     positions: list[tuple[int, str, float, float]] = field(default_factory=list)
     equity: list[tuple[int, float, float, float]] = field(default_factory=list)
     events: list[RunEvent] = field(default_factory=list)
+    progress: int | None = None
 
     def record_bars(self, interval: str, panel: Panel) -> None:
         self.bars += int(panel.present.sum())
@@ -88,6 +97,9 @@ class MemoryJournal:
 
     def record_event(self, event: RunEvent) -> None:
         self.events.append(event)
+
+    def record_progress(self, time: int) -> None:
+        self.progress = time
 
     def flush(self) -> None:
         return None

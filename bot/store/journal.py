@@ -48,6 +48,7 @@ class StoreJournal:
         self._positions: list[tuple] = []
         self._equity: list[tuple] = []
         self._events: list[tuple] = []
+        self._progress: list[tuple] = []  # at most one: the latest step
         # flush order: every insert before the status updates that may refer to it
         self._batches: tuple[tuple[BulkStatement, list[tuple]], ...] = (
             (writes.klines, self._bars),
@@ -58,6 +59,7 @@ class StoreJournal:
             (writes.positions, self._positions),
             (writes.equity, self._equity),
             (writes.events, self._events),
+            (writes.progress, self._progress),  # last: commits with the rows it vouches for
         )
 
     @property
@@ -151,9 +153,15 @@ class StoreJournal:
         self._events.append((self.run_id, int(event.time), event.kind, dumps(event.detail)))
         self._added(1)
 
+    def record_progress(self, time: int) -> None:
+        """The close of the last processed step, written in the same transaction as the rows
+        recorded before it: after a crash, ``runs.last_step`` names a step whose records are
+        all committed and no step whose records are not."""
+        self._progress[:] = [(int(time), self.run_id)]
+
     def flush(self) -> None:
         """Write every buffered row in one transaction."""
-        if not self._pending:
+        if not self._pending and not self._progress:
             return
         with self._engine.begin() as conn:
             for statement, rows in self._batches:

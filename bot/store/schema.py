@@ -51,6 +51,8 @@ runs = sa.Table(
     sa.Column("metrics", sa.JSON),
     sa.Column("data_start", sa.BigInteger),
     sa.Column("data_end", sa.BigInteger),
+    # close of the last step whose journal rows are committed (a restart resumes after it)
+    sa.Column("last_step", sa.BigInteger),
     sa.Index("ix_runs_started_at", "started_at"),
 )
 
@@ -156,4 +158,14 @@ events = sa.Table(
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("detail", sa.JSON, nullable=False),
     sa.Index("ix_events_run_id_time", "run_id", "time"),
+)
+
+funding_rates = sa.Table(
+    "funding_rates",
+    metadata,
+    _id(),
+    sa.Column("symbol", sa.String(32), nullable=False),
+    sa.Column("time", sa.BigInteger, nullable=False),
+    sa.Column("rate", sa.Double, nullable=False),
+    sa.UniqueConstraint("symbol", "time"),
 )

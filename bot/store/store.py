@@ -9,8 +9,10 @@ is plain SQLAlchemy Core.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
@@ -27,6 +29,9 @@ log = logging.getLogger(__name__)
 
 RUN_KINDS = ("backtest", "paper")
 END_STATUSES = ("finished", "failed", "halted")
+#: A paper run is ``running`` while a daemon works on it and ``stopped`` after a clean stop;
+#: either can be resumed.
+LIVE_STATUSES = ("running", "stopped")
 #: Shortest run id prefix accepted by :meth:`Store.get_run` (shorter ones match too much).
 MIN_PREFIX = 4
 #: Kline rows per executemany and per fetched partition: bounds memory on million-row imports.
@@ -135,6 +140,29 @@ class Store:
             if done.rowcount == 0:
                 raise LookupError(f"no run {run_id!r}")
 
+    def set_run_status(self, run_id: str, status: str) -> None:
+        """Mark a run ``running`` (a daemon resumed it) or ``stopped`` (it stopped cleanly)."""
+        if status not in LIVE_STATUSES:
+            raise ValueError(f"a live run's status is one of {LIVE_STATUSES}, not {status!r}")
+        runs = schema.runs
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                runs.update().where(runs.c.id == run_id).values(status=status, finished_at=None)
+            )
+            if done.rowcount == 0:
+                raise LookupError(f"no run {run_id!r}")
+
+    def resumable_runs(self, kind: str) -> list[dict[str, Any]]:
+        """Runs of ``kind`` a daemon may pick up again (running or stopped), newest first."""
+        runs = schema.runs
+        stmt = (
+            sa.select(runs)
+            .where(runs.c.kind == kind, runs.c.status.in_(LIVE_STATUSES))
+            .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+        )
+        with self._engine.connect() as conn:
+            return [row._asdict() for row in conn.execute(stmt)]
+
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest ``limit`` runs, newest first."""
         runs = schema.runs
@@ -213,6 +241,39 @@ class Store:
         )
         with self._engine.connect() as conn:
             return [row._asdict() for row in conn.execute(stmt)]
+
+    # -- funding rates ---------------------------------------------------------------------------
+    def upsert_funding(self, symbol: str, times: Sequence[int], rates: Sequence[float]) -> int:
+        """Store funding rates not stored yet; returns how many were new."""
+        rows = [(symbol, int(t), float(r)) for t, r in zip(times, rates, strict=True)]
+        with self._engine.begin() as conn:
+            return self._writes.funding.execute(conn, rows)
+
+    def load_funding(
+        self, symbols: Sequence[str], start: int | None = None, end: int | None = None
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{symbol: (times, rates)}`` with ``start <= time < end``; symbols with none are left
+        out."""
+        table = schema.funding_rates
+        stmt = (
+            sa.select(table.c.symbol, table.c.time, table.c.rate)
+            .where(table.c.symbol.in_(list(symbols)))
+            .order_by(table.c.symbol, table.c.time)
+        )
+        if start is not None:
+            stmt = stmt.where(table.c.time >= start)
+        if end is not None:
+            stmt = stmt.where(table.c.time < end)
+        found: dict[str, tuple[list[int], list[float]]] = {}
+        with self._engine.connect() as conn:
+            for symbol, time, rate in conn.execute(stmt):
+                times, rates = found.setdefault(symbol, ([], []))
+                times.append(time)
+                rates.append(rate)
+        return {
+            s: (np.asarray(t, dtype=np.int64), np.asarray(r, dtype=float))
+            for s, (t, r) in found.items()
+        }
 
     # -- journal ---------------------------------------------------------------------------------
     def journal(self, run_id: str, batch_rows: int = 20_000) -> StoreJournal:

@@ -29,6 +29,8 @@ ORDER_STATUS_KEYS = ("new_status", "match_run_id", "match_link_id")
 POSITION_KEYS = ("run_id", "time", "symbol", "qty", "avg_price")
 EQUITY_KEYS = ("run_id", "time", "equity", "cash", "gross")
 EVENT_KEYS = ("run_id", "time", "kind", "detail")
+FUNDING_KEYS = ("symbol", "time", "rate")
+PROGRESS_KEYS = ("new_last_step", "match_run_id")
 
 
 class Writes:
@@ -56,4 +58,13 @@ class Writes:
             plan_each_row=True,
         )
         self.positions = BulkStatement(sa.insert(schema.positions), POSITION_KEYS, dialect)
+        self.funding = ignoring(schema.funding_rates, ("symbol", "time"), FUNDING_KEYS)
+        runs = schema.runs
+        self.progress = BulkStatement(
+            sa.update(runs)
+            .where(runs.c.id == sa.bindparam("match_run_id"))
+            .values(last_step=sa.bindparam("new_last_step")),
+            PROGRESS_KEYS,
+            dialect,
+        )
         self.events = BulkStatement(sa.insert(schema.events), EVENT_KEYS, dialect)

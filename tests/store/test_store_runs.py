@@ -42,6 +42,7 @@ def test_create_and_get(store: Store) -> None:
         "metrics": None,
         "data_start": 1,
         "data_end": 2,
+        "last_step": None,
         "counts": {
             "decisions": 0,
             "orders": 0,
