@@ -18,6 +18,7 @@ from tqdm import tqdm
 from backtest.metrics import Metrics, compute_metrics
 from bot.config import Settings, redacted
 from bot.core.clock import LiveClock, SimulatedClock
+from bot.core.context import warm_rows
 from bot.core.engine import Engine, EngineSettings, RunStats
 from bot.core.events import Panel
 from bot.core.execution import PaperExecutor
@@ -27,6 +28,7 @@ from bot.core.instruments import InstrumentSpec
 from bot.core.journal import Journal, NullJournal
 from bot.core.portfolio import Portfolio
 from bot.core.risk import RiskLimits, RiskManager
+from bot.core.timeutil import interval_ms
 from bot.feeds.loaders import DataError, align, load_funding, load_panel
 from bot.feeds.replay import ReplayFeed
 from bot.feeds.synthetic import DEFAULT_START_MS, synthetic_panel
@@ -75,22 +77,39 @@ class BacktestResult:
         return out
 
 
-def load_history(settings: Settings, store: Store | None = None) -> tuple[Panel, FundingRates]:
-    """The bars (aligned) and funding rates a backtest of ``settings`` replays."""
+def warmup_span_ms(strategies: list[tuple[Strategy, float]], interval: str) -> int:
+    """How much history before the first traded bar the strategies need to be warm."""
+    base = interval_ms(interval)
+    span = 0
+    for strategy, _ in strategies:
+        span = max(span, (warm_rows(strategy) - 1) * base)
+        for name, bars in strategy.extra_intervals.items():
+            span = max(span, int(bars) * interval_ms(name))
+    return span
+
+
+def load_history(
+    settings: Settings, store: Store | None = None, warmup_ms: int = 0
+) -> tuple[Panel, Panel, FundingRates]:
+    """(warm-up bars, traded bars, funding rates) for a backtest of ``settings``.
+
+    With ``engine.start`` set, up to ``warmup_ms`` of bars before it are loaded to warm the
+    strategies up, so trading starts at the start date rather than a lookback later."""
     engine, data = settings.engine, settings.data
     symbols = tuple(engine.symbols)
+    start = engine.start_ms
+    load_from = None if start is None else start - warmup_ms
     if data.source == "synthetic":
-        start = engine.start_ms if engine.start_ms is not None else DEFAULT_START_MS
+        first = start if start is not None else DEFAULT_START_MS
         panel = synthetic_panel(
-            symbols, engine.interval, data.synthetic_bars, seed=data.synthetic_seed, start_ms=start
+            symbols, engine.interval, data.synthetic_bars, seed=data.synthetic_seed, start_ms=first
         )
-        return panel, FundingRates({})
+        return panel.slice(0, 0), panel, FundingRates({})
     if data.source == "store":
         if store is None:
             raise DataError("data.source = 'store' needs a store")
         frames = {
-            s: store.load_klines(s, engine.interval, engine.start_ms, engine.end_ms)
-            for s in symbols
+            s: store.load_klines(s, engine.interval, load_from, engine.end_ms) for s in symbols
         }
         empty = [s for s, f in frames.items() if f.empty]
         if empty:
@@ -99,12 +118,14 @@ def load_history(settings: Settings, store: Store | None = None) -> tuple[Panel,
                 "import some with `bot data import`"
             )
         panel = align(frames, symbols, engine.interval)
+        rates = store.load_funding(symbols) if data.funding else {}
     else:
-        panel = load_panel(
-            Path(data.path), symbols, engine.interval, engine.start_ms, engine.end_ms
-        )
-    funding = FundingRates(load_funding(Path(data.path), symbols) if data.funding else {})
-    return panel, funding
+        panel = load_panel(Path(data.path), symbols, engine.interval, load_from, engine.end_ms)
+        rates = load_funding(Path(data.path), symbols) if data.funding else {}
+    warmup, traded = panel.split(start) if start is not None else (panel.slice(0, 0), panel)
+    if len(traded) == 0:
+        raise DataError(f"no {engine.interval} bars from {engine.start} on")
+    return warmup, traded, FundingRates(rates)
 
 
 def make_strategies(settings: Settings) -> list[tuple[Strategy, float]]:
@@ -183,14 +204,17 @@ async def run_backtest_async(
     (``data.source = "store"``) and, unless ``record`` is false, the run and its journal are
     written to it."""
     strategies = make_strategies(settings)
+    warmup = None
     if panel is None:
-        panel, loaded_funding = load_history(settings, store)
+        warmup, panel, loaded_funding = load_history(
+            settings, store, warmup_span_ms(strategies, settings.engine.interval)
+        )
         funding = loaded_funding if funding is None else funding
     if len(panel) == 0:
         raise DataError("no bars to replay")
     run_id = new_run_id()
     wall = LiveClock()
-    interval_ms = panel.interval_ms
+    bar_ms = panel.interval_ms
     recorder = store if record else None
     if recorder is not None:
         recorder.create_run(
@@ -203,7 +227,7 @@ async def run_backtest_async(
             code_version=code_version(),
             started_at=wall.now(),
             data_start=int(panel.starts[0]),
-            data_end=int(panel.starts[-1]) + interval_ms,
+            data_end=int(panel.starts[-1]) + bar_ms,
         )
     journal: Journal = recorder.journal(run_id) if recorder is not None else NullJournal()
     engine = build_engine(
@@ -214,6 +238,8 @@ async def run_backtest_async(
         "backtest %s: %s on %d bars of %s", run_id, ", ".join(s.name for s in settings.strategies),
         len(panel), ", ".join(settings.engine.symbols),
     )  # fmt: skip
+    if warmup is not None and len(warmup):
+        engine.prime(warmup)
     bar = tqdm(total=len(panel), unit="bar", unit_scale=True, disable=not progress,
                desc="backtest", leave=False)  # fmt: skip
     try:

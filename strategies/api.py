@@ -16,7 +16,9 @@ Two ways to write one:
   trading cannot disagree. Its decisions must not depend on the portfolio.
 
 ``ctx.window(n)`` / ``ctx.history(n)`` give ``[symbols, bars, fields]`` views of closed bars
-only; the forming bar is never visible.
+only; the forming bar is never visible. ``ctx.start_row`` is the first row at which the run
+asks the strategy to decide (after its warm-up, and after history the run was primed with): a
+strategy that invests "at the start" does so there.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import ClassVar
 import numpy as np
 
 from bot.core.buffer import Window
-from bot.core.context import BatchContext, StepContext, WeightsLike, warm_rows
+from bot.core.context import BatchContext, StepContext, WeightsLike
 from bot.core.portfolio import PortfolioView
 from bot.core.timeutil import normalize_interval
 
@@ -70,11 +72,6 @@ class Strategy(ABC):
     @abstractmethod
     def on_bar(self, ctx: StepContext) -> WeightsLike | None:
         """Target weights at the close of the bar ``ctx.bar_start`` (or None: no change)."""
-
-    @property
-    def first_decision_row(self) -> int:
-        """Index of the first bar at whose close the engine asks this strategy to decide."""
-        return warm_rows(self) - 1
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(self.symbols)} @ {self.interval})"

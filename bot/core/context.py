@@ -50,7 +50,7 @@ class StepContext:
     """Everything a strategy may look at when deciding at the close of one bar."""
 
     __slots__ = ("_buffer", "_columns", "_portfolio", "bar_start", "clock", "row", "stale",
-                 "symbols", "time")  # fmt: skip
+                 "start_row", "symbols", "time")  # fmt: skip
 
     def __init__(
         self,
@@ -63,12 +63,14 @@ class StepContext:
         stale: np.ndarray,
         portfolio: Callable[[], PortfolioView],
         clock: Clock,
+        start_row: int,
     ) -> None:
         self._buffer = buffer
         self._columns = columns
         self._portfolio = portfolio
         self.symbols = symbols
         self.row = row
+        self.start_row = start_row  # the first row this run asks the strategy about
         self.bar_start = bar_start
         self.time = time  # the decision time: close of the bar that starts at bar_start
         self.stale = stale
@@ -94,14 +96,15 @@ class StepContext:
             np.array([self.bar_start], dtype=np.int64),
             np.array([self.time], dtype=np.int64),
             self.stale[None, :],
+            self.start_row,
         )
 
 
 class BatchContext:
     """A block of consecutive decision rows for a vectorised strategy (``on_bars``)."""
 
-    __slots__ = ("_buffer", "_columns", "first_row", "last_row", "stale", "starts", "symbols",
-                 "times")  # fmt: skip
+    __slots__ = ("_buffer", "_columns", "first_row", "last_row", "stale", "start_row", "starts",
+                 "symbols", "times")  # fmt: skip
 
     def __init__(
         self,
@@ -112,10 +115,12 @@ class BatchContext:
         starts: np.ndarray,
         times: np.ndarray,
         stale: np.ndarray,
+        start_row: int,
     ) -> None:
         self._buffer = buffer
         self._columns = columns
         self.symbols = symbols
+        self.start_row = start_row  # first row of the run at which the strategy decides
         self.first_row = first_row
         self.last_row = first_row + len(starts) - 1
         self.starts = starts

@@ -84,6 +84,7 @@ class _Slot:
     batch: bool
     warmup: int
     last: np.ndarray  # last weights over the universe (zero until it first decides)
+    start_row: int = 0  # first row it decides at: warmed up, and not a primed row
 
     @property
     def selector(self) -> np.ndarray | None:
@@ -176,7 +177,7 @@ class Engine:
         self._curve_times = _Curve(np.int64)
         self._curve_equity = _Curve(np.float64)
         self._curve_gross = _Curve(np.float64)
-        self._scheduler_started = False
+        self._started = False
 
     def _slot(self, strategy: StrategyLike, allocation: float) -> _Slot:
         if normalize_interval(strategy.interval) != normalize_interval(self.settings.interval):
@@ -210,17 +211,55 @@ class Engine:
             await asyncio.sleep(0)  # let signal handlers, heartbeats and I/O run between blocks
         self.finish()
 
-    def process(self, panel: Panel) -> None:
-        """Process a panel of any length (split into blocks the buffer can hold)."""
+    def prime(self, panel: Panel) -> None:
+        """Warm the buffer up with history that is not traded (bars before the run starts).
+
+        Strategies see these bars in their windows; their first decision comes at the first
+        processed row (or later, if the primed history is shorter than their warm-up)."""
+        if self._started:
+            raise RuntimeError("prime() must come before the first processed bar")
+        self._check_symbols(panel)
+        step = self.settings.block_rows
+        for lo in range(0, len(panel), step):
+            self.buffer.append(panel.slice(lo, lo + step))
+
+    def _check_symbols(self, panel: Panel) -> None:
         if panel.symbols != self.symbols:
             raise ValueError(f"panel symbols {panel.symbols} != engine symbols {self.symbols}")
-        if not self._scheduler_started and len(panel):
-            self.scheduler.start(int(panel.starts[0]))
-            self._scheduler_started = True
+
+    def _start(self, first_start: int) -> None:
+        """The first processed row: fix each strategy's first decision row, start the jobs."""
+        primed = self.buffer.rows
+        for slot in self._slots:
+            slot.start_row = max(slot.warmup - 1, primed)
+        self.scheduler.start(first_start)
+        self._started = True
+
+    def process(self, panel: Panel) -> None:
+        """Process a panel of any length (split into blocks the buffer can hold)."""
+        self._check_symbols(panel)
+        if not self._started and len(panel):
+            self._start(int(panel.starts[0]))
         step = self.settings.block_rows
         for lo in range(0, len(panel), step):
             self._process_block(panel.slice(lo, lo + step))
         if self.settings.flush_each_panel:
+            self.journal.flush()
+
+    def on_open(self, symbol: str, start: int, open_price: float) -> None:
+        """A live feed saw the first message of ``symbol``'s candle starting at ``start``:
+        book the fill of its pending orders at that open now rather than at the bar's close.
+
+        It is the very fill the row would book later (same price, fee and time, and cash is
+        exact whatever the order of symbols), so paper trading and its replay agree. When a
+        funding settlement may fall on this instant the fill waits for the row, which settles
+        funding on the position held before the fill, as a replay does."""
+        if not self._started or self.funding.settles_at(symbol, start):
+            return
+        fills = self.executor.on_symbol_open(symbol, start, open_price)
+        for fill in fills:
+            self._book(self.portfolio.apply_fill(fill))
+        if fills and self.settings.flush_each_panel:
             self.journal.flush()
 
     def finish(self) -> None:
@@ -254,7 +293,7 @@ class Engine:
                         block.batch[k] = (weights, decided.tolist())
                         event |= decided
                 else:
-                    event[max(0, slot.warmup - 1 - block.first_row) :] = True
+                    event[max(0, slot.start_row - block.first_row) :] = True
         for fe in self.funding.events(self.symbols, chunk.starts, self.interval_ms):
             block.funding.setdefault(fe.row, []).append(fe)
             event[fe.row] = True
@@ -290,6 +329,7 @@ class Engine:
                 self._process_row(block, i)
                 i += 1
 
+        self.journal.record_progress(block.close_list[-1])
         self._curve_times.extend(block.close_times)
         self._curve_equity.extend(block.curve)
         self._curve_gross.extend(block.gross)
@@ -306,6 +346,7 @@ class Engine:
             chunk.starts,
             block.close_times,
             ~chunk.present[:, slot.columns],
+            slot.start_row,
         )
         raw = strategy.on_bars(ctx)  # type: ignore[attr-defined]
         if raw is None:
@@ -318,7 +359,7 @@ class Engine:
             )
         if np.isinf(weights).any():
             raise StrategyError(f"{strategy.name}.on_bars returned infinite weights")
-        weights[: max(0, min(len(chunk), slot.warmup - 1 - block.first_row))] = np.nan
+        weights[: max(0, min(len(chunk), slot.start_row - block.first_row))] = np.nan
         return weights
 
     # -- one step ----------------------------------------------------------------------------
@@ -392,7 +433,7 @@ class Engine:
         stale = ~present
         decided: list[tuple[_Slot, np.ndarray]] = []
         for k, slot in enumerate(self._slots):
-            if row + 1 < slot.warmup:
+            if row < slot.start_row:
                 continue
             strategy = slot.strategy
             if slot.batch:
@@ -411,6 +452,7 @@ class Engine:
                     stale[slot.columns],
                     self.portfolio.view,
                     self.clock,
+                    slot.start_row,
                 )
                 raw = strategy.on_bar(ctx)
                 if raw is None:

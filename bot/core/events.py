@@ -72,6 +72,11 @@ class Panel:
             turnover,
         )
 
+    def split(self, time: int) -> tuple[Panel, Panel]:
+        """(rows starting before ``time``, rows from ``time`` on)."""
+        cut = int(np.searchsorted(self.starts, time))
+        return self.slice(0, cut), self.slice(cut, len(self))
+
     def bars(self, interval: str) -> list[Bar]:
         """The present bars as :class:`Bar` objects (for storage and messages, not hot paths)."""
         out: list[Bar] = []

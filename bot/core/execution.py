@@ -28,6 +28,10 @@ class Executor(Protocol):
         """A new bar opened at ``start``: fill what can be filled at ``opens[S]``."""
         ...
 
+    def on_symbol_open(self, symbol: str, start: int, open_price: float) -> list[Fill]:
+        """One symbol's next candle opened (live): fill its orders decided by ``start``."""
+        ...
+
 
 class PaperExecutor:
     """Simulated market orders: next open ± slippage, taker fee on notional."""
@@ -63,24 +67,31 @@ class PaperExecutor:
         waiting: list[Order] = []
         for order in self._pending:
             s = self._index[order.symbol]
-            if not present[s]:
+            if present[s]:
+                fills.append(self._fill(order, start, float(opens[s])))
+            else:
                 waiting.append(order)  # no bar for this symbol yet: fill at its next open
-                continue
-            price = self.fill_price(float(opens[s]), order.qty)
-            notional = abs(order.qty) * price
-            fee = notional * self.fee_rate
-            fills.append(
-                Fill(
-                    exec_id=f"{order.link_id}-x",
-                    link_id=order.link_id,
-                    symbol=order.symbol,
-                    time=start,
-                    qty=order.qty,
-                    price=price,
-                    fee=fee,
-                    exec_type="Trade",
-                    cash_flow=-order.qty * price - fee,
-                )
-            )
         self._pending = waiting
         return fills
+
+    def on_symbol_open(self, symbol: str, start: int, open_price: float) -> list[Fill]:
+        due = [o for o in self._pending if o.symbol == symbol and o.decision_time <= start]
+        if not due:
+            return []
+        self._pending = [o for o in self._pending if o not in due]
+        return [self._fill(order, start, open_price) for order in due]
+
+    def _fill(self, order: Order, start: int, open_price: float) -> Fill:
+        price = self.fill_price(open_price, order.qty)
+        fee = abs(order.qty) * price * self.fee_rate
+        return Fill(
+            exec_id=f"{order.link_id}-x",
+            link_id=order.link_id,
+            symbol=order.symbol,
+            time=start,
+            qty=order.qty,
+            price=price,
+            fee=fee,
+            exec_type="Trade",
+            cash_flow=-order.qty * price - fee,
+        )

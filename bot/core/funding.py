@@ -20,14 +20,30 @@ class FundingEvent(NamedTuple):
     rate: float
 
 
-class FundingRates:
-    """Funding rate history per symbol: ``{symbol: (times_ms, rates)}``."""
+DEFAULT_FUNDING_INTERVAL_MS = 8 * 3_600_000
 
-    def __init__(self, series: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+
+class FundingRates:
+    """Funding rate history per symbol: ``{symbol: (times_ms, rates)}``.
+
+    ``intervals`` gives each symbol's settlement period (Bybit's ``fundingInterval``; 8 h unless
+    said otherwise); it tells a live run when a rate may still be on its way.
+    """
+
+    def __init__(
+        self,
+        series: dict[str, tuple[np.ndarray, np.ndarray]],
+        intervals: dict[str, int] | None = None,
+    ) -> None:
         self._series = {
             symbol: (np.asarray(t, dtype=np.int64), np.asarray(r, dtype=float))
             for symbol, (t, r) in series.items()
         }
+        self._intervals = dict(intervals or {})
+
+    def settles_at(self, symbol: str, time: int) -> bool:
+        """Whether ``time`` is on the symbol's funding grid (a settlement may happen then)."""
+        return time % self._intervals.get(symbol, DEFAULT_FUNDING_INTERVAL_MS) == 0
 
     def __bool__(self) -> bool:
         return bool(self._series)

@@ -36,6 +36,6 @@ class BuyAndHold(VectorStrategy):
     def on_bars(self, ctx: BatchContext) -> np.ndarray:
         weights = np.full((len(ctx), len(self.symbols)), np.nan)
         rows = ctx.first_row + np.arange(len(ctx))
-        first = rows == self.first_decision_row
+        first = rows == ctx.start_row
         weights[first] = np.where(ctx.stale[first], 0.0, self.target)
         return weights

@@ -30,7 +30,7 @@ class EqualWeight(VectorStrategy):
         self.gross = float(gross)
 
     def on_bars(self, ctx: BatchContext) -> np.ndarray:
-        decide = rebalance_rows(ctx, self.rebalance, self.interval, self.first_decision_row)
+        decide = rebalance_rows(ctx, self.rebalance, self.interval)
         trading = ~ctx.stale
         count = trading.sum(axis=1, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -49,7 +49,7 @@ class CrossSectionalMomentum(VectorStrategy):
         history = ctx.history(self.lookback)
         scores = pct_change(history.close, history.ends, self.period).T  # [rows, symbols]
         scores[ctx.stale] = np.nan
-        decide = rebalance_rows(ctx, self.rebalance, self.interval, self.first_decision_row)
+        decide = rebalance_rows(ctx, self.rebalance, self.interval)
         weights = np.full(scores.shape, np.nan)
         for i in np.flatnonzero(decide):
             weights[i] = self._rank(scores[i])

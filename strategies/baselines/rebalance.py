@@ -21,9 +21,10 @@ def check_period(period: str, interval: str) -> str:
     return name
 
 
-def rebalance_rows(ctx: BatchContext, period: str, interval: str, first_row: int) -> np.ndarray:
-    """Rows of the block at which to rebalance."""
+def rebalance_rows(ctx: BatchContext, period: str, interval: str) -> np.ndarray:
+    """Rows of the block at which to rebalance: the run's first decision, then each period."""
     rows = ctx.first_row + np.arange(len(ctx))
+    start = ctx.start_row
     if period == EVERY_BAR:
-        return rows >= first_row
-    return (rows == first_row) | (period_starts(ctx.times, interval, period) & (rows > first_row))
+        return rows >= start
+    return (rows == start) | (period_starts(ctx.times, interval, period) & (rows > start))
