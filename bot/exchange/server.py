@@ -1,0 +1,156 @@
+"""The local Bybit-compatible exchange: an aiohttp app, and the ways to run it.
+
+Start it with ``await serve(settings)`` (blocks until cancelled), or hold an
+:class:`ExchangeServer` (``async with ExchangeServer(settings) as server: server.port``) when
+the caller needs the bound port — ``exchange.port = 0`` binds any free one. Market time starts
+at ``exchange.start`` (default: the first bar) when the server starts serving and runs at
+``exchange.speed`` market seconds per wall second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from bot.config import Settings
+from bot.core.timeutil import iso
+from bot.exchange.clock import WallClock
+from bot.exchange.rest import STATE, add_routes, bybit_middleware, json_response
+from bot.exchange.session import Session
+from bot.exchange.state import ExchangeState
+from bot.exchange.tape import Tape, load_tape
+
+log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 2.0  # how long a closing websocket waits for the client's close frame
+
+
+def create_app(
+    settings: Settings, wall_clock: WallClock = time.time, tape: Tape | None = None
+) -> web.Application:
+    """The exchange as an aiohttp application (loads the tape unless given one)."""
+    tape = load_tape(settings) if tape is None else tape
+    app = web.Application(middlewares=[bybit_middleware])
+    app[STATE] = ExchangeState.build(settings, tape, wall_clock)
+    add_routes(app)
+    app.router.add_get("/v5/public/{category}", public_websocket)
+    app.router.add_get("/_local/status", status)
+    app.on_startup.append(_start_market)
+    app.on_shutdown.append(_close_sessions)
+    return app
+
+
+async def _start_market(app: web.Application) -> None:
+    app[STATE].clock.anchor()
+
+
+async def _close_sessions(app: web.Application) -> None:
+    sessions = list(app[STATE].sessions)
+    await asyncio.gather(
+        *(s.ws.close(code=1001, message=b"server shutdown") for s in sessions),
+        return_exceptions=True,
+    )
+
+
+async def public_websocket(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    if request.match_info["category"] != "linear":
+        raise web.HTTPNotFound(text="only /v5/public/linear is served here")
+    if state.in_outage(state.clock.now()):
+        state.counters.outage_refusals += 1
+        return web.Response(status=503, text="service unavailable (outage)")
+    ws = web.WebSocketResponse(autoping=True, timeout=CLOSE_TIMEOUT_S)
+    transport = request.transport
+    await ws.prepare(request)
+    number, faults = state.new_connection()
+    session = Session(state, ws, transport, number, faults)
+    state.sessions.add(session)
+    try:
+        await session.run()
+    finally:
+        state.sessions.discard(session)
+    return ws
+
+
+async def status(request: web.Request) -> web.StreamResponse:
+    return json_response(request.app[STATE].status())
+
+
+class ExchangeServer:
+    """A running exchange: ``start()`` binds, ``port`` tells where, ``stop()`` ends it.
+
+    ``tape`` replays given bars instead of loading the configured source."""
+
+    def __init__(
+        self, settings: Settings, wall_clock: WallClock = time.time, tape: Tape | None = None
+    ) -> None:
+        self.settings = settings
+        self.wall_clock = wall_clock
+        self.tape = tape
+        self.app: web.Application | None = None
+        self.port: int | None = None
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def state(self) -> ExchangeState:
+        assert self.app is not None, "start() first"
+        return self.app[STATE]
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.settings.exchange.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.settings.exchange.host}:{self.port}/v5/public/linear"
+
+    async def start(self) -> None:
+        if self.tape is None:
+            self.tape = await asyncio.to_thread(load_tape, self.settings)  # I/O off the loop
+        self.app = create_app(self.settings, self.wall_clock, self.tape)
+        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        exchange = self.settings.exchange
+        await web.TCPSite(self._runner, exchange.host, exchange.port).start()
+        self.port = int(self._runner.addresses[0][1])
+        self.state.port = self.port
+        clock = self.state.clock
+        log.info(
+            "local Bybit exchange: REST %s, websocket %s; market from %s at %g× (%s, %d symbols)",
+            self.rest_url,
+            self.ws_url,
+            iso(clock.start_ms),
+            clock.speed,
+            self.state.market.tape.interval,
+            len(self.state.market.symbols),
+        )
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> ExchangeServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+
+async def serve(
+    settings: Settings,
+    ready: asyncio.Event | None = None,
+    server: ExchangeServer | None = None,
+) -> None:
+    """Run the exchange until cancelled; ``ready`` is set once it accepts connections. Pass
+    your own ``server`` to read its bound ``port`` once ``ready`` is set."""
+    server = server or ExchangeServer(settings)
+    async with server:
+        if ready is not None:
+            ready.set()
+        await asyncio.Event().wait()
