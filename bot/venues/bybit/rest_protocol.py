@@ -26,6 +26,8 @@ RATE_LIMIT_CODE = 10006
 #: retCodes that blame the server, not the request: 10000 server timeout, 10016 server error.
 SERVER_ERROR_CODES = frozenset({10000, 10016})
 RESET_HEADER = "X-Bapi-Limit-Reset-Timestamp"
+#: A candle counts as closed in a REST reply only this long after its end (see parse_klines).
+CLOSE_MARGIN_MS = 2_000
 #: Waited past a rate-limit reset on top, because Bybit's clock and ours are never identical.
 RESET_MARGIN_S = 0.05
 KLINE_COLUMNS = ("start", "open", "high", "low", "close", "volume", "turnover")
@@ -196,7 +198,10 @@ def parse_klines(result: Mapping[str, Any], interval_ms: int, server_time_ms: in
     Rows are ``[start, open, high, low, close, volume, turnover]`` strings, newest first. The
     newest may be the candle still forming (start + interval > server time): it is left out,
     since a strategy must never see a bar before it closes. ``server_time_ms`` is the envelope's
-    ``time``, Bybit's own clock, which decides what has closed.
+    ``time``, Bybit's own clock, which decides what has closed. A candle that closed less than
+    :data:`CLOSE_MARGIN_MS` before it is treated as forming too: if the server stamped ``time``
+    a moment after reading its rows, that row may still hold the candle's partial values.
+    Callers that need it (a backfill) simply ask again shortly after.
     """
     rows = result.get("list") or []
     if not rows:
@@ -205,7 +210,7 @@ def parse_klines(result: Mapping[str, Any], interval_ms: int, server_time_ms: in
         raise ValueError(f"kline rows must have {len(KLINE_COLUMNS)} fields: {rows[0]!r}")
     starts = np.array([int(row[0]) for row in rows], dtype=np.int64)
     values = np.array([row[1:] for row in rows], dtype=np.float64)
-    closed = np.flatnonzero(starts + interval_ms <= server_time_ms)
+    closed = np.flatnonzero(starts + interval_ms <= server_time_ms - CLOSE_MARGIN_MS)
     order = closed[np.argsort(starts[closed], kind="stable")]
     frame = pd.DataFrame(values[order], columns=list(KLINE_COLUMNS[1:]))
     frame.insert(0, "start", starts[order])
