@@ -108,6 +108,79 @@ class StoreConfig(_Section):
     url: str = "sqlite:///bot.db"
 
 
+class VenueConfig(_Section):
+    """Where live market data comes from: Bybit itself, or the local Bybit-compatible exchange
+    (``target = "local"``, which uses ``[exchange]``'s host and port)."""
+
+    target: Literal["bybit", "local"] = "bybit"
+    rest_url: str = "https://api.bybit.com"
+    ws_url: str = "wss://stream.bybit.com/v5/public/linear"
+    category: Literal["linear", "inverse", "spot"] = "linear"
+    request_timeout_s: float = Field(10.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+    ping_interval_s: float = Field(20.0, gt=0)  # Bybit cuts silent connections after 10 min
+    pong_timeout_s: float = Field(10.0, gt=0)
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    orderbook_depth: Literal[0, 1, 50, 200, 500, 1000] = 0  # 0: no order book stream
+
+
+class PaperConfig(_Section):
+    heartbeat_s: float = Field(60.0, gt=0)  # a status line in the log this often
+    until: str | None = None  # stop after the step closing at this time (tests, demos)
+
+    @field_validator("until")
+    @classmethod
+    def _time(cls, value: str | None) -> str | None:
+        if value is not None:
+            to_ms(value)
+        return value
+
+
+class FaultsConfig(_Section):
+    """Faults the local exchange injects, deterministically under its seed."""
+
+    drop_every: int = Field(0, ge=0)  # close a websocket after every N messages (0: never)
+    drop_probability: float = Field(0.0, ge=0, le=1)  # ... or with this chance per message
+    duplicate_probability: float = Field(0.0, ge=0, le=1)
+    reorder_window: int = Field(0, ge=0)  # shuffle messages within windows of this many
+    delay_ms: int = Field(0, ge=0)  # hold each message back up to this long (wall ms)
+    malformed_probability: float = Field(0.0, ge=0, le=1)  # send broken JSON instead
+    outage_at: str | None = None  # market time the websocket service goes down
+    outage_bars: int = Field(0, ge=0)  # ... for this many bars of market time
+    rate_limit_every: int = Field(0, ge=0)  # REST: every Nth request answers 10006
+    rate_limit_reset_ms: int = Field(300, ge=0)  # ... with a reset this far ahead (wall ms)
+    http_error_every: int = Field(0, ge=0)  # REST: every Nth request is an HTTP 403
+
+    @field_validator("outage_at")
+    @classmethod
+    def _time(cls, value: str | None) -> str | None:
+        if value is not None:
+            to_ms(value)
+        return value
+
+
+class ExchangeConfig(_Section):
+    """The local Bybit-compatible exchange (``bot exchange``): replays bars as live klines."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    speed: float = Field(3600.0, gt=0)  # market seconds per wall second
+    start: str | None = None  # market time when the exchange starts (default: data start)
+    end: str | None = None  # no new bars after this market time
+    seed: int = 7
+    bar_updates: int = Field(3, ge=1, le=60)  # confirm:false pushes per candle before it closes
+    source: Literal["csv", "store", "synthetic"] = "csv"  # csv uses [data].path
+    faults: FaultsConfig = FaultsConfig()
+
+    @field_validator("start", "end")
+    @classmethod
+    def _time(cls, value: str | None) -> str | None:
+        if value is not None:
+            to_ms(value)
+        return value
+
+
 class StrategyConfig(_Section):
     name: str
     allocation: float = Field(1.0, gt=0)
@@ -129,6 +202,9 @@ class Settings(_Section):
     risk: RiskConfig = RiskConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     store: StoreConfig = StoreConfig()
+    venue: VenueConfig = VenueConfig()
+    paper: PaperConfig = PaperConfig()
+    exchange: ExchangeConfig = ExchangeConfig()
     strategies: list[StrategyConfig] = Field(min_length=1)
     instruments: dict[str, InstrumentConfig] = Field(default_factory=dict)
 
@@ -148,6 +224,13 @@ class Settings(_Section):
 
     def strategy_symbols(self, strategy: StrategyConfig) -> list[str]:
         return list(strategy.symbols or self.engine.symbols)
+
+    def venue_urls(self) -> tuple[str, str]:
+        """(REST base URL, public websocket URL) of the configured venue."""
+        if self.venue.target == "local":
+            base = f"{self.exchange.host}:{self.exchange.port}"
+            return f"http://{base}", f"ws://{base}/v5/public/{self.venue.category}"
+        return self.venue.rest_url, self.venue.ws_url
 
 
 # -- loading ---------------------------------------------------------------------------------

@@ -27,10 +27,8 @@ def install_default_jobs(
 
 def _snapshot(engine: Engine):
     def snapshot(fire_time: int) -> None:
-        portfolio = engine.portfolio
-        engine.journal.record_equity(
-            fire_time, portfolio.equity, portfolio.cash, portfolio.gross_exposure()
-        )
+        mark = engine.mark  # as of the last close at or before the fire time
+        engine.journal.record_equity(fire_time, mark.equity, mark.cash, mark.gross)
 
     return snapshot
 

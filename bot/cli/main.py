@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from bot import __version__
-from bot.cli import backtest_cmd, data_cmd, runs_cmd
+from bot.cli import backtest_cmd, data_cmd, exchange_cmd, paper_cmd, runs_cmd
 from bot.cli.common import DEFAULT_CONFIG, UsageError
 from bot.config import ConfigError
 from bot.feeds.loaders import DataError
@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     backtest_cmd.register(commands)
     data_cmd.register(commands)
     runs_cmd.register(commands)
+    paper_cmd.register(commands)
+    exchange_cmd.register(commands)
     return parser
 
 

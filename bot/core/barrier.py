@@ -30,7 +30,15 @@ class BarrierOutput:
 
 
 class Barrier:
-    def __init__(self, symbols: tuple[str, ...], interval_ms: int, grace_ms: int) -> None:
+    def __init__(
+        self,
+        symbols: tuple[str, ...],
+        interval_ms: int,
+        grace_ms: int,
+        resume_after: int | None = None,
+    ) -> None:
+        """``resume_after``: start of the last step already decided (a restarted daemon);
+        bars up to it are late, and the next step is the one after it."""
         self.symbols = symbols
         self.interval_ms = interval_ms
         self.grace_ms = grace_ms
@@ -38,8 +46,8 @@ class Barrier:
         self._waiting: dict[int, dict[int, Bar]] = {}
         self._first_seen: dict[int, int] = {}  # step start → when its first bar arrived
         self._latest = np.full(len(symbols), np.iinfo(np.int64).min, dtype=np.int64)
-        self._next: int | None = None
-        self._released: int | None = None  # start of the last released step
+        self._released = resume_after  # start of the last released step
+        self._next = None if resume_after is None else resume_after + interval_ms
         self.duplicates = 0
         self.late = 0
 

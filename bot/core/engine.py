@@ -60,6 +60,22 @@ class EngineSettings:
     flush_each_panel: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """The account as marked at a close. Scheduled jobs read this rather than the live
+    portfolio: a live run may already have booked the next bar's fills (at its open) when a job
+    due at this close runs, and the job must record what a replay records."""
+
+    time: int
+    equity: float
+    cash: float
+    gross: float
+    qty: np.ndarray
+
+    def positions(self, symbols: Sequence[str]) -> dict[str, float]:
+        return {s: float(q) for s, q in zip(symbols, self.qty.tolist(), strict=True) if q}
+
+
 @dataclass
 class RunStats:
     """Running totals the metrics need beyond the equity curve."""
@@ -164,6 +180,7 @@ class Engine:
         self.scheduler = scheduler or ClockScheduler()
         self.funding = funding or FundingRates({})
         self.stats = RunStats()
+        self.mark = Mark(0, portfolio.equity, portfolio.cash, 0.0, portfolio.qty.copy())
         self._slots = [self._slot(s, a) for s, a in strategies]
         if not self._slots:
             raise ValueError("the engine needs at least one strategy")
@@ -324,6 +341,7 @@ class Engine:
                 self.portfolio.equity = float(block.curve[quiet_end - 1])
                 self.portfolio.last_price = closes[quiet_end - 1].copy()
                 self.clock.advance(block.close_list[quiet_end - 1])
+                self._remember_mark(block, quiet_end - 1)
             i = quiet_end
             if breach is not None:  # the breaching close gets the full per-row treatment
                 self._process_row(block, i)
@@ -395,11 +413,17 @@ class Engine:
         block.gross[i] = portfolio.gross_row(price_list)
         portfolio.equity = equity
         self.clock.advance(close_time)
+        self._remember_mark(block, i)
 
         if self.risk.breached(equity):
             self._kill_switch(close_time, prices, ~present)
         elif not self.risk.halted:
             self._decide(block, i, prices, present, all_present)
+
+    def _remember_mark(self, block: _Block, i: int) -> None:
+        portfolio = self.portfolio
+        self.mark = Mark(block.close_list[i], float(block.curve[i]), portfolio.cash,
+                         float(block.gross[i]), portfolio.qty.copy())  # fmt: skip
 
     def _settle_funding(self, fe: FundingEvent, opens: np.ndarray) -> None:
         price = opens[fe.symbol_index]

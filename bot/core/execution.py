@@ -7,6 +7,7 @@ same rule in backtests and in paper trading. A live executor implements the same
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 import numpy as np
@@ -15,6 +16,9 @@ from bot.core.events import Fill, Order
 
 
 class Executor(Protocol):
+    submitted: int  # orders accepted so far
+    submitted_ns: int  # perf_counter_ns of the last submission (latency metrics)
+
     @property
     def pending(self) -> list[Order]:
         """Orders accepted but not filled yet."""
@@ -29,7 +33,7 @@ class Executor(Protocol):
         ...
 
     def on_symbol_open(self, symbol: str, start: int, open_price: float) -> list[Fill]:
-        """One symbol's next candle opened (live): fill its orders decided by ``start``."""
+        """One symbol's next candle opened (live): fill its orders decided at ``start``."""
         ...
 
 
@@ -43,6 +47,8 @@ class PaperExecutor:
         self.fee_rate = fee_rate
         self.slippage_rate = slippage_rate
         self._pending: list[Order] = []
+        self.submitted = 0  # orders accepted so far
+        self.submitted_ns = 0  # perf_counter_ns of the last submission (latency metrics)
 
     @property
     def pending(self) -> list[Order]:
@@ -50,6 +56,8 @@ class PaperExecutor:
 
     def submit(self, orders: list[Order]) -> list[Order]:
         """Queue orders; an older pending order for the same symbol is cancelled (replaced)."""
+        self.submitted += len(orders)
+        self.submitted_ns = time.perf_counter_ns()
         replacing = {o.symbol for o in orders}
         cancelled = [o for o in self._pending if o.symbol in replacing]
         self._pending = [o for o in self._pending if o.symbol not in replacing] + list(orders)
@@ -75,7 +83,10 @@ class PaperExecutor:
         return fills
 
     def on_symbol_open(self, symbol: str, start: int, open_price: float) -> list[Fill]:
-        due = [o for o in self._pending if o.symbol == symbol and o.decision_time <= start]
+        # Only the open of the bar right after the decision: an order whose bar opened before
+        # it was decided (the barrier was waiting for another symbol) fills when that bar's
+        # row is processed, at that bar's open, exactly as in a replay.
+        due = [o for o in self._pending if o.symbol == symbol and o.decision_time == start]
         if not due:
             return []
         self._pending = [o for o in self._pending if o not in due]

@@ -41,6 +41,20 @@ class FundingRates:
         }
         self._intervals = dict(intervals or {})
 
+    def has(self, symbol: str, time: int) -> bool:
+        """Whether the rate settled at ``time`` is known."""
+        series = self._series.get(symbol)
+        if series is None:
+            return False
+        k = int(np.searchsorted(series[0], time))
+        return k < len(series[0]) and int(series[0][k]) == time
+
+    def settlements(self, symbol: str, start: int, end: int) -> list[int]:
+        """Grid instants in ``[start, end)`` at which the symbol's funding may settle."""
+        period = self._intervals.get(symbol, DEFAULT_FUNDING_INTERVAL_MS)
+        first = -(-start // period) * period
+        return list(range(first, end, period))
+
     def settles_at(self, symbol: str, time: int) -> bool:
         """Whether ``time`` is on the symbol's funding grid (a settlement may happen then)."""
         return time % self._intervals.get(symbol, DEFAULT_FUNDING_INTERVAL_MS) == 0

@@ -115,9 +115,6 @@ class Portfolio:
             self.symbols, self.qty.copy(), self.cash, self.equity, self.last_price.copy()
         )
 
-    def gross_exposure(self) -> float:
-        return self.gross_row(self.last_price.tolist())
-
     # -- changes ---------------------------------------------------------------------------
     def apply_fill(self, fill: Fill) -> Fill:
         """Book a trade; returns the fill with its realised PnL (Bybit closed-PnL style)."""

@@ -49,6 +49,23 @@ def test_fills_at_each_symbols_next_open_equal_the_replay_bit_for_bit():
     assert funding_fills and all(f.time % (8 * HOUR_MS) == 0 for f in funding_fills)
 
 
+def test_an_open_two_bars_after_the_decision_does_not_fill_early():
+    """While the barrier waits for a slow symbol, a fast symbol's candles run ahead: its order
+    must still fill at the open of the bar right after the decision, when that row comes."""
+    panel = synthetic_panel(SYMS, "1h", 20, seed=6, start_ms=0)
+    replayed, replay_journal = make_engine(panel, [BuyAndHold(SYMS, "1h")], interval="1h")
+    replay(replayed, panel)
+    live, live_journal = make_engine(panel, [BuyAndHold(SYMS, "1h")], interval="1h")
+    live.process(panel.slice(0, 1))  # decided at the close of bar 0: fills due at bar 1's open
+    live.on_open(SYMS[0], int(panel.starts[2]), float(panel.values[2, 0, OPEN]))  # ran ahead
+    assert live.stats.fills == 0
+    for i in range(1, len(panel)):
+        live.process(panel.slice(i, i + 1))
+    key = lambda f: (f.time, f.symbol)  # noqa: E731
+    assert sorted(live_journal.fills, key=key) == sorted(replay_journal.fills, key=key)
+    assert all(f.time == panel.starts[1] for f in live_journal.fills)
+
+
 def test_an_early_open_before_the_decision_is_harmless():
     panel = synthetic_panel(SYMS, "1h", 50, seed=2, start_ms=0)
     engine, journal = make_engine(panel, [BuyAndHold(SYMS, "1h")], interval="1h")

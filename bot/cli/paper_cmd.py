@@ -1,0 +1,47 @@
+"""``bot paper``: the paper-trading daemon (Bybit mainnet public streams, or the local exchange)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from bot.cli.common import UsageError, settings_from
+from bot.paper.daemon import PaperDaemon, StartupError
+from bot.venues.bybit.stream import SubscriptionError
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "paper", help="paper-trade live klines (resumes its run after a restart)"
+    )
+    p.add_argument("--local", action="store_true", help="use the local exchange ([exchange])")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--new", action="store_true", help="start a new run instead of resuming")
+    group.add_argument("--run", metavar="RUN_ID", help="resume this run")
+    p.add_argument("--until", help="stop after the step that closes at this time (UTC)")
+    p.add_argument("--store", help="SQLAlchemy URL of the store (default: config store.url)")
+    p.set_defaults(handler=run)
+
+
+def overrides(args: argparse.Namespace) -> dict:
+    out: dict = {}
+    if args.local:
+        out["venue.target"] = "local"
+    if args.until:
+        out["paper.until"] = args.until
+    if args.store:
+        out["store.url"] = args.store
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args, overrides(args))
+    if args.verbose == 0:  # a daemon's log is its user interface: status lines by default
+        logging.getLogger("bot").setLevel(logging.INFO)
+    daemon = PaperDaemon(settings, new_run=args.new, run_id=args.run)
+    try:
+        asyncio.run(daemon.run())
+    except (StartupError, SubscriptionError) as exc:
+        raise UsageError(str(exc)) from None
+    return 0

@@ -1,0 +1,102 @@
+"""Journal wrappers the daemon stacks on the store's journal.
+
+* :class:`GatedJournal` drops everything while closed: a restart replays the run's stored steps
+  through the engine to rebuild its exact state, and those steps are in the store already.
+* :class:`EchoJournal` also prints decisions, fills and equity as they happen (``bot demo``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bot.core.events import Decision, Fill, Order, Panel, RunEvent
+from bot.core.journal import Journal
+from bot.core.timeutil import iso
+
+
+class GatedJournal:
+    def __init__(self, inner: Journal) -> None:
+        self.inner = inner
+        self.open = True
+
+    def record_bars(self, interval: str, panel: Panel) -> None:
+        if self.open:
+            self.inner.record_bars(interval, panel)
+
+    def record_decision(self, decision: Decision) -> None:
+        if self.open:
+            self.inner.record_decision(decision)
+
+    def record_orders(self, orders: list[Order], status: str = "New") -> None:
+        if self.open:
+            self.inner.record_orders(orders, status)
+
+    def record_fill(self, fill: Fill) -> None:
+        if self.open:
+            self.inner.record_fill(fill)
+
+    def record_position(self, time: int, symbol: str, qty: float, avg_price: float) -> None:
+        if self.open:
+            self.inner.record_position(time, symbol, qty, avg_price)
+
+    def record_equity(self, time: int, equity: float, cash: float, gross: float) -> None:
+        if self.open:
+            self.inner.record_equity(time, equity, cash, gross)
+
+    def record_event(self, event: RunEvent) -> None:
+        if self.open:
+            self.inner.record_event(event)
+
+    def record_progress(self, time: int) -> None:
+        if self.open:
+            self.inner.record_progress(time)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+
+class EchoJournal:
+    """Forwards everything and prints what a person watching a demo wants to see."""
+
+    def __init__(self, inner: Journal, echo: Callable[[str], None]) -> None:
+        self.inner = inner
+        self.echo = echo
+
+    def record_bars(self, interval: str, panel: Panel) -> None:
+        self.inner.record_bars(interval, panel)
+
+    def record_decision(self, decision: Decision) -> None:
+        self.inner.record_decision(decision)
+        held = {s: w for s, w in decision.target.items() if abs(w) > 1e-12}
+        weights = ", ".join(f"{s} {w:+.1%}" for s, w in held.items()) or "flat"
+        stale = f"  (stale: {', '.join(decision.stale)})" if decision.stale else ""
+        self.echo(f"{iso(decision.time)}  decide  {decision.strategy}: {weights}{stale}")
+
+    def record_orders(self, orders: list[Order], status: str = "New") -> None:
+        self.inner.record_orders(orders, status)
+
+    def record_fill(self, fill: Fill) -> None:
+        self.inner.record_fill(fill)
+        if fill.exec_type == "Trade":
+            self.echo(f"{iso(fill.time)}  fill    {fill.side} {abs(fill.qty):g} {fill.symbol} "
+                      f"@ {fill.price:,.6g}  fee {fill.fee:.2f}")  # fmt: skip
+        else:
+            self.echo(f"{iso(fill.time)}  funding {fill.symbol} {fill.cash_flow:+.2f}")
+
+    def record_position(self, time: int, symbol: str, qty: float, avg_price: float) -> None:
+        self.inner.record_position(time, symbol, qty, avg_price)
+
+    def record_equity(self, time: int, equity: float, cash: float, gross: float) -> None:
+        self.inner.record_equity(time, equity, cash, gross)
+        self.echo(f"{iso(time)}  equity  {equity:,.2f} USDT (gross exposure {gross:,.0f})")
+
+    def record_event(self, event: RunEvent) -> None:
+        self.inner.record_event(event)
+        if event.kind == "kill_switch":
+            self.echo(f"{iso(event.time)}  KILL SWITCH  {event.detail.get('reason')}")
+
+    def record_progress(self, time: int) -> None:
+        self.inner.record_progress(time)
+
+    def flush(self) -> None:
+        self.inner.flush()
