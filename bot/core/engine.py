@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import math
 from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -97,9 +98,10 @@ class _Slot:
     strategy: StrategyLike
     allocation: float
     columns: np.ndarray  # universe index of each of the strategy's symbols
+    column_list: list[int]  # the same, as a list for the per-decision path
     batch: bool
     warmup: int
-    last: np.ndarray  # last weights over the universe (zero until it first decides)
+    last: list[float]  # last weights over the universe (zero until it first decides)
     start_row: int = 0  # first row it decides at: warmed up, and not a primed row
 
     @property
@@ -180,7 +182,10 @@ class Engine:
         self.scheduler = scheduler or ClockScheduler()
         self.funding = funding or FundingRates({})
         self.stats = RunStats()
-        self.mark = Mark(0, portfolio.equity, portfolio.cash, 0.0, portfolio.qty.copy())
+        # the last mark, kept as plain numbers; positions are copied only when they changed
+        self._mark = (0, portfolio.equity, portfolio.cash, 0.0)
+        self._mark_qty = portfolio.qty.copy()
+        self._mark_version = portfolio.version
         self._slots = [self._slot(s, a) for s, a in strategies]
         if not self._slots:
             raise ValueError("the engine needs at least one strategy")
@@ -211,9 +216,10 @@ class Engine:
             strategy=strategy,
             allocation=float(allocation),
             columns=columns,
+            column_list=columns.tolist(),
             batch=batch,
             warmup=warm_rows(strategy),
-            last=np.zeros(len(self.symbols)),
+            last=[0.0] * len(self.symbols),
         )
 
     # -- driving -----------------------------------------------------------------------------
@@ -422,8 +428,16 @@ class Engine:
 
     def _remember_mark(self, block: _Block, i: int) -> None:
         portfolio = self.portfolio
-        self.mark = Mark(block.close_list[i], float(block.curve[i]), portfolio.cash,
-                         float(block.gross[i]), portfolio.qty.copy())  # fmt: skip
+        self._mark = (block.close_list[i], block.curve[i], portfolio.cash, block.gross[i])
+        if portfolio.version != self._mark_version:
+            self._mark_qty = portfolio.qty.copy()
+            self._mark_version = portfolio.version
+
+    @property
+    def mark(self) -> Mark:
+        """The account as marked at the last processed close (what scheduled jobs record)."""
+        time, equity, cash, gross = self._mark
+        return Mark(time, float(equity), cash, float(gross), self._mark_qty.copy())
 
     def _settle_funding(self, fe: FundingEvent, opens: np.ndarray) -> None:
         price = opens[fe.symbol_index]
@@ -452,10 +466,12 @@ class Engine:
     def _decide(
         self, block: _Block, i: int, prices: np.ndarray, present: np.ndarray, all_present: bool
     ) -> None:
+        # Small vectors (one weight per symbol) in plain floats: the same IEEE operations as
+        # numpy's, without its per-call overhead on this once-per-decision path.
         row = block.first_row + i
         close_time = block.close_list[i]
         stale = ~present
-        decided: list[tuple[_Slot, np.ndarray]] = []
+        decided: list[_Slot] = []
         for k, slot in enumerate(self._slots):
             if row < slot.start_row:
                 continue
@@ -464,7 +480,7 @@ class Engine:
                 entry = block.batch.get(k)
                 if entry is None or not entry[1][i]:
                     continue
-                own = entry[0][i]
+                own = entry[0][i].tolist()
             else:
                 ctx = StepContext(
                     self.buffer,
@@ -481,31 +497,36 @@ class Engine:
                 raw = strategy.on_bar(ctx)
                 if raw is None:
                     continue
-                own = weights_vector(raw, strategy.symbols, strategy.name)
-            weights = slot.last.copy()
-            keep = np.isnan(own)  # NaN: keep this strategy's previous target for the symbol
-            weights[slot.columns] = np.where(keep, weights[slot.columns], own)
+                own = weights_vector(raw, strategy.symbols, strategy.name).tolist()
+            weights = list(slot.last)
+            for c, w in zip(slot.column_list, own, strict=True):
+                if not math.isnan(w):  # NaN: keep the strategy's previous target for the symbol
+                    weights[c] = w
             slot.last = weights
-            decided.append((slot, weights))
+            decided.append(slot)
         if not decided:
             return
-        combined = self._slots[0].allocation * self._slots[0].last
+        first = self._slots[0]
+        combined = [first.allocation * w for w in first.last]
         for slot in self._slots[1:]:
-            combined = combined + slot.allocation * slot.last
+            combined = [c + slot.allocation * w for c, w in zip(combined, slot.last, strict=True)]
         target = self.risk.clip(combined)
         symbols = self.symbols
-        stale_names = () if all_present else tuple(np.array(symbols)[stale].tolist())
-        target_map = dict(zip(symbols, target.tolist(), strict=True))
-        for slot, weights in decided:
+        stale_names = (
+            ()
+            if all_present
+            else tuple(s for s, here in zip(symbols, present.tolist(), strict=True) if not here)
+        )
+        target_map = dict(zip(symbols, target, strict=True))
+        for slot in decided:
             strategy = slot.strategy
             self.stats.decisions += 1
-            own_weights = weights[slot.columns].tolist()
             self.journal.record_decision(
                 Decision(
                     time=close_time,
                     strategy=strategy.name,
                     version=strategy.version,
-                    weights=dict(zip(strategy.symbols, own_weights, strict=True)),
+                    weights={symbols[c]: slot.last[c] for c in slot.column_list},
                     target=target_map,
                     stale=stale_names,
                     model_version=getattr(strategy, "model_version", None),

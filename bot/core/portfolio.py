@@ -14,6 +14,7 @@ produce bit-identical equity.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +67,7 @@ class Portfolio:
         self._cash_units = _units(initial_cash)
         self.qty = np.zeros(len(symbols))
         self.held: list[int] = []  # indices of non-zero positions, ascending
+        self.version = 0  # bumped whenever a position changes
         self.avg_price = np.zeros(len(symbols))
         self.open_fee_per_unit = np.zeros(len(symbols))
         self.last_price = np.full(len(symbols), np.nan)
@@ -150,6 +152,7 @@ class Portfolio:
 
     def _set_qty(self, s: int, qty: float) -> None:
         self.qty[s] = qty
+        self.version += 1
         if qty != 0 and s not in self.held:
             self.held = sorted([*self.held, s])
         elif qty == 0 and s in self.held:
@@ -178,7 +181,7 @@ class Portfolio:
 
 def plan_rebalance(
     portfolio: Portfolio,
-    target_weights: np.ndarray,
+    target_weights: Sequence[float],
     prices: np.ndarray,
     stale: np.ndarray,
     threshold: float,
@@ -196,7 +199,7 @@ def plan_rebalance(
     equity = portfolio.equity
     orders: list[Order] = []
     solvent = math.isfinite(equity) and equity > 0  # else nothing to size against: only close
-    weights, price_list, qty_list = target_weights.tolist(), prices.tolist(), portfolio.qty.tolist()
+    weights, price_list, qty_list = list(target_weights), prices.tolist(), portfolio.qty.tolist()
     for s, spec in enumerate(portfolio.specs):
         price = price_list[s]
         held = qty_list[s]

@@ -8,6 +8,7 @@ breached, the engine flattens everything at the next open, halts decisions and r
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,16 +35,16 @@ class RiskManager:
         self.halted = False
         self.halt_reason: str | None = None
 
-    def clip(self, weights: np.ndarray) -> np.ndarray:
+    def clip(self, weights: Sequence[float]) -> list[float]:
         """Apply the short rule, the per-symbol cap and the gross cap to a weight vector."""
         cap = self.limits.max_weight
         low = -cap if self.limits.allow_short else 0.0
-        clipped = [0.0 if math.isnan(w) else min(max(w, low), cap) for w in weights.tolist()]
+        clipped = [0.0 if math.isnan(w) else min(max(w, low), cap) for w in weights]
         gross = sum(abs(w) for w in clipped)
         if gross > self.limits.max_gross:
             scale = self.limits.max_gross / gross
             clipped = [w * scale for w in clipped]
-        return np.array(clipped)
+        return clipped
 
     def first_breach(self, equity: np.ndarray) -> int | None:
         """Index of the first close whose drawdown breaches the limit; updates the peak up to
