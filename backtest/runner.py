@@ -7,6 +7,7 @@ bars), the clock (simulated) and the executor (paper fills at the next open) are
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,7 +230,9 @@ async def run_backtest_async(
             data_start=int(panel.starts[0]),
             data_end=int(panel.starts[-1]) + bar_ms,
         )
-    journal: Journal = recorder.journal(run_id) if recorder is not None else NullJournal()
+    journal: Journal = (
+        recorder.journal(run_id, background=True) if recorder is not None else NullJournal()
+    )
     engine = build_engine(
         settings, run_id, journal, SimulatedClock(), strategies, funding=funding,
         flush_each_panel=False,  # a replay is rerun, not resumed: batch the writes
@@ -244,8 +247,11 @@ async def run_backtest_async(
                desc="backtest", leave=False)  # fmt: skip
     try:
         await engine.run(ReplayFeed(panel, settings.engine.block_rows), progress=bar.update)
+        journal.close()
     except BaseException:
         if recorder is not None:
+            with contextlib.suppress(Exception):
+                journal.close()  # stop the writer; the run is failed either way
             recorder.finish_run(run_id, finished_at=wall.now(), status="failed")
         raise
     finally:

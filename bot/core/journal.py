@@ -32,6 +32,10 @@ class Journal(Protocol):
 
     def flush(self) -> None: ...
 
+    def close(self) -> None:
+        """Flush and wait until everything recorded is written."""
+        ...
+
 
 class NullJournal:
     """Keeps nothing (benchmarks of the bare engine, throwaway runs)."""
@@ -61,6 +65,9 @@ class NullJournal:
         return None
 
     def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
         return None
 
 
@@ -102,4 +109,7 @@ class MemoryJournal:
         self.progress = time
 
     def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
         return None

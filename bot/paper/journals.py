@@ -54,6 +54,9 @@ class GatedJournal:
     def flush(self) -> None:
         self.inner.flush()
 
+    def close(self) -> None:
+        self.inner.close()
+
 
 class EchoJournal:
     """Forwards everything and prints what a person watching a demo wants to see."""
@@ -100,3 +103,6 @@ class EchoJournal:
 
     def flush(self) -> None:
         self.inner.flush()
+
+    def close(self) -> None:
+        self.inner.close()

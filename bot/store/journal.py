@@ -6,6 +6,12 @@ the run, so ``record_*`` only append row tuples to in-memory buffers, and :meth:
 them all in one transaction, one executemany per table. Buffers flush by themselves once
 ``batch_rows`` rows are waiting, which bounds memory however long the run.
 
+With ``background=True`` (backtests) a flush hands its rows to one writer thread and returns:
+SQLite and PostgreSQL drivers release the GIL while the database works, so writing overlaps
+the engine's computing. Batches are still written in order, each in one transaction;
+:meth:`StoreJournal.close` waits for them and re-raises a failure. A live daemon writes in the
+foreground, so a step's records are committed before it moves on.
+
 Rows of each table are written in the order they were recorded. Inserts run before the order
 status updates in a flush, so an update always finds its order, whether that was recorded in
 this flush or an earlier one. Every insert that a restart could replay (decisions, orders,
@@ -14,6 +20,10 @@ adds no duplicates, and a replayed ``New`` order never resets a status it had re
 """
 
 from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
@@ -25,20 +35,65 @@ from bot.store.writes import Writes
 
 ORDER_STATUSES = ("New", "Filled", "Cancelled")
 
+Batch = list[tuple[BulkStatement, list[tuple]]]
+
+
+class BackgroundWriter:
+    """One thread writing batches in the order given; the first failure is re-raised to the
+    caller (later batches are dropped, since they may depend on the failed one)."""
+
+    def __init__(self, write: Callable[[Batch], None], max_queued: int = 4) -> None:
+        self._write = write
+        self._queue: queue.Queue[Batch | None] = queue.Queue(maxsize=max_queued)  # bounds memory
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, batch: Batch) -> None:
+        self._raise()
+        self._queue.put(batch)
+
+    def close(self) -> None:
+        """Wait until everything submitted is written (or failed)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write(batch)
+                except BaseException as exc:  # handed to the caller by _raise
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
 
 class StoreJournal:
     """Buffers a run's journal rows and writes them to the store on :meth:`flush`.
 
-    Not thread-safe: one journal belongs to one engine loop. If a flush fails, nothing of it is
-    committed and the rows stay buffered, so a later flush can retry them.
+    Not thread-safe: one journal belongs to one engine loop. In the foreground, a flush that
+    fails commits nothing and keeps its rows buffered, so a later flush can retry them.
     """
 
-    def __init__(self, engine: Engine, writes: Writes, run_id: str, batch_rows: int = 20_000):
+    def __init__(
+        self,
+        engine: Engine,
+        writes: Writes,
+        run_id: str,
+        batch_rows: int = 20_000,
+        background: bool = False,
+    ):
         if batch_rows < 1:
             raise ValueError("batch_rows must be >= 1")
         self.run_id = run_id
         self.batch_rows = batch_rows
         self._engine = engine
+        self._writer = BackgroundWriter(self._write) if background else None
         self._pending = 0
         self._bars: list[tuple] = []
         self._decisions: list[tuple] = []
@@ -49,6 +104,7 @@ class StoreJournal:
         self._equity: list[tuple] = []
         self._events: list[tuple] = []
         self._progress: list[tuple] = []  # at most one: the latest step
+        self._buffered_orders: dict[str, int] = {}  # link id → index in _orders (unflushed)
         # flush order: every insert before the status updates that may refer to it
         self._batches: tuple[tuple[BulkStatement, list[tuple]], ...] = (
             (writes.klines, self._bars),
@@ -98,23 +154,15 @@ class StoreJournal:
             raise ValueError(f"order status must be one of {ORDER_STATUSES}, not {status!r}")
         run_id = self.run_id
         if status == "New":
-            self._orders.extend(
-                (
-                    run_id,
-                    o.link_id,
-                    o.symbol,
-                    o.side,
-                    abs(float(o.qty)),
-                    "Market",
-                    int(o.decision_time),
-                    o.reason,
-                    "New",
-                )
-                for o in orders
-            )
+            for o in orders:
+                self._buffered_orders[o.link_id] = len(self._orders)
+                row = (run_id, o.link_id, o.symbol, o.side, abs(float(o.qty)), "Market",
+                       int(o.decision_time), o.reason, "New")  # fmt: skip
+                self._orders.append(row)
+            self._added(len(orders))
         else:
-            self._statuses.extend((status, run_id, o.link_id) for o in orders)
-        self._added(len(orders))
+            for o in orders:
+                self._set_status(o.link_id, status)
 
     def record_fill(self, fill: Fill) -> None:
         """Stores the fill (unsigned ``qty`` plus ``side``); a trade also marks its order
@@ -135,11 +183,20 @@ class StoreJournal:
                 int(fill.time),
             )
         )
-        added = 1
+        self._added(1)
         if fill.exec_type == "Trade" and fill.link_id is not None:
-            self._statuses.append(("Filled", self.run_id, fill.link_id))
-            added += 1
-        self._added(added)
+            self._set_status(fill.link_id, "Filled")
+
+    def _set_status(self, link_id: str, status: str) -> None:
+        """An order still in the buffer is simply written with its new status; one already
+        written gets an UPDATE (usually an order's fill comes a bar after it, same flush)."""
+        index = self._buffered_orders.get(link_id)
+        if index is not None:
+            row = self._orders[index]
+            self._orders[index] = (*row[:-1], status)
+        else:
+            self._statuses.append((status, self.run_id, link_id))
+            self._added(1)
 
     def record_position(self, time: int, symbol: str, qty: float, avg_price: float) -> None:
         self._positions.append((self.run_id, int(time), symbol, float(qty), float(avg_price)))
@@ -160,15 +217,29 @@ class StoreJournal:
         self._progress[:] = [(int(time), self.run_id)]
 
     def flush(self) -> None:
-        """Write every buffered row in one transaction."""
+        """Write every buffered row in one transaction (in the background: hand them over)."""
         if not self._pending and not self._progress:
             return
-        with self._engine.begin() as conn:
-            for statement, rows in self._batches:
-                statement.execute(conn, rows)
+        batch = [(statement, list(rows)) for statement, rows in self._batches if rows]
+        if self._writer is None:
+            self._write(batch)
+        else:
+            self._writer.submit(batch)
         for _, rows in self._batches:
             rows.clear()
+        self._buffered_orders.clear()
         self._pending = 0
+
+    def close(self) -> None:
+        """Flush, and wait until everything is written; re-raises a background failure."""
+        self.flush()
+        if self._writer is not None:
+            self._writer.close()
+
+    def _write(self, batch: Batch) -> None:
+        with self._engine.begin() as conn:
+            for statement, rows in batch:
+                statement.execute(conn, rows)
 
     def _added(self, rows: int) -> None:
         self._pending += rows

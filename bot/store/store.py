@@ -276,13 +276,16 @@ class Store:
         }
 
     # -- journal ---------------------------------------------------------------------------------
-    def journal(self, run_id: str, batch_rows: int = 20_000) -> StoreJournal:
-        """A journal writing into run ``run_id`` (which must exist: it is the rows' parent)."""
+    def journal(
+        self, run_id: str, batch_rows: int = 20_000, background: bool = False
+    ) -> StoreJournal:
+        """A journal writing into run ``run_id`` (which must exist: it is the rows' parent);
+        ``background`` writes from a thread, overlapping the database with computing."""
         runs = schema.runs
         with self._engine.connect() as conn:
             if conn.scalar(sa.select(runs.c.id).where(runs.c.id == run_id)) is None:
                 raise LookupError(f"no run {run_id!r}")
-        return StoreJournal(self._engine, self._writes, run_id, batch_rows)
+        return StoreJournal(self._engine, self._writes, run_id, batch_rows, background)
 
     def decisions(self, run_id: str) -> list[dict[str, Any]]:
         return self._journal_rows(schema.decisions, run_id)

@@ -259,3 +259,20 @@ def test_a_failed_flush_keeps_its_rows(store: Store, run_id: str) -> None:
         orphan.flush()
     assert orphan.pending == 1
     assert store.equity(run_id) == []
+
+
+def test_a_background_journal_writes_the_same_rows_in_order(store: Store, run_id: str) -> None:
+    journal = store.journal(run_id, batch_rows=7, background=True)  # many small batches
+    for k in range(100):
+        journal.record_equity(T + k, 1.0 + k, 1.0, 0.0)
+        journal.record_event(RunEvent(T + k, "tick", {"k": k}))
+    journal.close()
+    assert [row["equity"] for row in store.equity(run_id)] == [1.0 + k for k in range(100)]
+    assert [row["detail"]["k"] for row in store.events(run_id)] == list(range(100))
+
+
+def test_a_background_failure_is_raised_at_close(store: Store) -> None:
+    orphan = StoreJournal(store.engine, Writes(store.engine.dialect), "ghost", background=True)
+    orphan.record_equity(T, 1.0, 1.0, 0.0)  # no such run: the foreign key refuses it
+    with pytest.raises(sa.exc.IntegrityError):
+        orphan.close()
