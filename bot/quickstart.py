@@ -7,8 +7,9 @@ gigabytes of CUDA packages), then the project itself in editable mode, and final
 The install is skipped when ``pyproject.toml`` has not changed since the last one.
 
 Jobs:
-  run    the main job: a backtest on the real Bybit data in ../shared/data (results and an
-         equity plot in out/)
+  run    the main job: `bot demo` — the local Bybit-compatible exchange replays real bars
+         (../shared/data, or synthetic ones) and the paper-trading daemon trades them live,
+         then a backtest of the same bars confirms the two agree value for value
   test   the whole test suite (fast and slow tests); extra arguments go to pytest
   bench  the replay benchmark against backtrader and NautilusTrader (own venv: .venv-bench)
   bot    any ``bot`` subcommand, e.g. ``python3 -m bot.quickstart bot runs list``
@@ -68,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.call([str(python), str(ROOT / "bench" / "replay.py"), *args], cwd=ROOT)
     python = ensure_env(ROOT / ".venv", "dev")
     if job == "run":
-        command = [str(python), "-m", "bot", "--config", "config.toml", "backtest",
-                   "--json", "out/backtest.json", "--plot", "out/backtest.png", *args]  # fmt: skip
+        command = [str(python), "-m", "bot", "--config", "config.toml", "demo", *args]
     elif job == "test":
         command = [str(python), "-m", "pytest", *args]
     elif job == "bot":

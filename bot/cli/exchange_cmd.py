@@ -28,7 +28,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_exchange)
 
     d = commands.add_parser("demo", help="the whole system offline: exchange + paper daemon")
-    d.add_argument("--bars", type=int, default=720, help="how many bars to trade (default 720)")
+    d.add_argument("--bars", type=int, default=480, help="how many bars to trade (default 480)")
     d.add_argument("--speed", type=float, help="market seconds per wall second")
     d.add_argument("--store", type=Path, default=Path("out/demo.db"), help="SQLite file")
     d.set_defaults(handler=run_demo)

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import random
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +42,8 @@ from bot.store import Store
 from bot.venues.bybit.fetch import fetch_funding_to_store, fetch_klines_to_store
 from bot.venues.bybit.klines import Closed, Opened
 from bot.venues.bybit.rest import BybitRest
-from bot.venues.bybit.stream import PublicStream
+from bot.venues.bybit.rest_protocol import BybitError, is_transient
+from bot.venues.bybit.stream import Backoff, PublicStream
 from bot.version import code_version
 
 log = logging.getLogger("bot.paper")
@@ -109,7 +111,9 @@ class PaperDaemon:
         store = Store(self.settings.store.url)
         try:
             async with BybitRest.from_config(venue, rest_url) as rest:
-                run = await self._start(store, rest)
+                run = await self._start_when_reachable(store, rest)
+                if run is None:
+                    return ""  # stopped before the venue could be reached
                 if not self.stop.is_set():
                     await self._live(store, rest, ws_url, run)
                 self._shutdown(store, run)
@@ -126,12 +130,36 @@ class PaperDaemon:
         self.stop.set()
 
     # -- start-up: the same path for a new run and a restart ------------------------------------
+    async def _start_when_reachable(self, store: Store, rest: BybitRest) -> _Run | None:
+        """Start, retrying with backoff while the venue is unreachable (a daemon outlives
+        network blips); a problem retrying cannot fix (a bad symbol) stops it at once."""
+        backoff = Backoff(self.settings.venue.reconnect_initial_s,
+                          self.settings.venue.reconnect_max_s, random.Random())  # fmt: skip
+        while not self.stop.is_set():
+            try:
+                return await self._start(store, rest)
+            except (BybitError, OSError) as exc:
+                if isinstance(exc, BybitError) and not is_transient(exc):
+                    raise StartupError(str(exc)) from None
+                delay = backoff.next()
+                log.error("venue unreachable at start-up (%s); retrying in %.1fs", exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), delay)
+        return None
+
     async def _start(self, store: Store, rest: BybitRest) -> _Run:
         specs = await self._instruments(rest)
+        # the venue's trading rules replace the configured ones, in the engine and in the
+        # settings snapshot stored with the run (which a backtest of the run reads)
+        instruments = {
+            s: self.settings.instruments[s].model_copy(update=_spec_fields(specs[s]))
+            for s in self.symbols
+        }
+        self.settings = self.settings.model_copy(update={"instruments": instruments})
         strategies = make_strategies(self.settings)
-        run = self._find_or_create_run(store, await rest.server_time())
-        warmup = warmup_span_ms(strategies, self.interval)
         now = await rest.server_time()
+        run = self._find_or_create_run(store, now)
+        warmup = warmup_span_ms(strategies, self.interval)
         newest_closed_end = (now // self.step) * self.step
         history_from = run.data_start - warmup
         log.info("fetching bars %s → %s", iso(history_from), iso(newest_closed_end))
@@ -147,10 +175,7 @@ class PaperDaemon:
         self._gate = gate
         journal = EchoJournal(gate, self.echo) if self.echo else gate
         engine = build_engine(
-            self.settings.model_copy(update={"instruments": {
-                s: self.settings.instruments[s].model_copy(update=_spec_fields(specs[s]))
-                for s in self.symbols
-            }}),
+            self.settings,
             run.run_id,
             journal,
             SimulatedClock(),
@@ -235,6 +260,7 @@ class PaperDaemon:
             data_start=data_start,
         )
         log.info("new paper run %s: trading from %s", run_id, iso(data_start))
+        self.new_run, self.requested_run = False, run_id  # a retried start resumes this run
         return _Run(run_id, data_start, None)
 
     def _funding(self, store: Store) -> FundingRates:

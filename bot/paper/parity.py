@@ -13,14 +13,15 @@ import math
 from typing import Any
 
 from backtest.runner import run_backtest
-from bot.config import Settings
+from bot.config import InstrumentConfig, Settings
 from bot.store import Store
 
 _RUN_SCOPED = ("order_link_id", "exec_id")  # derived from the run id: differ by construction
 
 
 def backtest_of_paper_run(settings: Settings, store: Store, run_id: str) -> str:
-    """Backtest the bars a paper run stored, over its span; returns the backtest's run id."""
+    """Backtest the bars a paper run stored, over its span and with the trading rules it
+    traded under (the venue's); returns the backtest's run id."""
     run = store.get_run(run_id)
     if run is None or run["kind"] != "paper" or run["last_step"] is None:
         raise ValueError(f"{run_id}: not a paper run with processed steps")
@@ -28,7 +29,13 @@ def backtest_of_paper_run(settings: Settings, store: Store, run_id: str) -> str:
         update={"start": str(run["data_start"]), "end": str(run["last_step"])}
     )
     data = settings.data.model_copy(update={"source": "store"})
-    replay = settings.model_copy(update={"engine": engine, "data": data})
+    instruments = {
+        symbol: InstrumentConfig.model_validate(spec)
+        for symbol, spec in run["config"]["instruments"].items()
+    }
+    replay = settings.model_copy(
+        update={"engine": engine, "data": data, "instruments": instruments}
+    )
     return run_backtest(replay, store=store).run_id
 
 

@@ -123,6 +123,7 @@ class PublicStream:
         self._rng = random.Random(seed)
         self._last_pong = 0.0
         self._last_catchup = 0.0
+        self._resnapshot: set[str] = set()  # order-book topics that need a fresh snapshot
         # per symbol: updates held behind a missing close, and since when
         self._held: dict[str, list[KlineUpdate]] = {}
         self._held_since: dict[str, float] = {}
@@ -177,6 +178,8 @@ class PublicStream:
                     if raw is not None:
                         self.last_receipt_ns = time.perf_counter_ns()
                         await self._handle(raw)
+                    if self._resnapshot:
+                        await self._resubscribe_books(ws)
                     await self._backfill_expired_holds()
                     if time.monotonic() - self._last_catchup >= self.catchup_s:
                         await self.catch_up()
@@ -186,7 +189,6 @@ class PublicStream:
             finally:
                 closer.cancel()
                 pinger.cancel()
-                await self._backfill_expired_holds(force=True)  # nothing more will come
 
     async def _subscribe(self, ws, first: bool) -> None:
         """Send the subscriptions and wait for every ack; a refused topic is fatal at start-up
@@ -269,6 +271,18 @@ class PublicStream:
             return
         if not book.apply(message.payload):
             self.stats["book_ignored"] += 1
+        if book.needs_snapshot:
+            self._resnapshot.add(book.topic)
+
+    async def _resubscribe_books(self, ws) -> None:
+        """Ask again for the books that lost track (a gap in ``u``): the venue answers a new
+        subscription with a snapshot, which resets the book."""
+        for topic in sorted(self._resnapshot):
+            self.stats["book_resubscribes"] += 1
+            log.info("%s: order book out of sync, asking for a new snapshot", topic)
+            for op in ("unsubscribe", "subscribe"):
+                await ws.send(encode({"req_id": f"{op}-{topic}", "op": op, "args": [topic]}))
+        self._resnapshot.clear()
 
     def _receive_timeout(self) -> float:
         waits = [self.catchup_s]
@@ -301,19 +315,21 @@ class PublicStream:
         for update in held:
             await self._apply(update)
 
-    async def _backfill_expired_holds(self, force: bool = False) -> None:
-        """Fetch over REST the closes that did not turn up within the reorder grace."""
+    async def _backfill_expired_holds(self) -> None:
+        """Fetch over REST the closes that did not turn up within the reorder grace (holds
+        outlive a reconnect; if its catch-up already filled the gap, they are just released)."""
         now = time.monotonic()
         for symbol, since in list(self._held_since.items()):
-            if not force and now - since < REORDER_GRACE_S:
+            if now - since < REORDER_GRACE_S:
                 continue
             first = self.tracker.last_closed(symbol) + self.step
             last = self._held[symbol][0].start - self.step
-            log.info(
-                "%s: %d candle(s) missing before %d: backfilling over REST",
-                symbol, (last - first) // self.step + 1, last + self.step,
-            )  # fmt: skip
-            await self._backfill(symbol, first, last)
+            if first <= last:
+                log.info(
+                    "%s: %d candle(s) missing before %d: backfilling over REST",
+                    symbol, (last - first) // self.step + 1, last + self.step,
+                )  # fmt: skip
+                await self._backfill(symbol, first, last)
             await self._release(symbol)
 
     async def _backfill(self, symbol: str, first: int, last: int) -> None:

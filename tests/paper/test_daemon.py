@@ -1,0 +1,90 @@
+"""The paper daemon in process against the local exchange: start-up errors, unreachable
+venues, clean stops and resuming a stopped run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from bot.config import parse_settings
+from bot.core.timeutil import HOUR_MS
+from bot.exchange.server import ExchangeServer
+from bot.paper.daemon import PaperDaemon, StartupError
+from bot.paper.parity import backtest_of_paper_run, compare_runs
+from bot.store import Store
+
+SYMBOLS = ["AAAUSDT", "BBBUSDT"]
+START = 1_706_745_600_000  # 2024-02-01
+
+
+def settings(tmp_path, symbols=SYMBOLS, port: int = 0):
+    momentum = {"name": "momentum", "params": {"lookback": 12, "top": 1, "rebalance": "bar"}}
+    venue = {"target": "local", "reconnect_initial_s": 0.05, "reconnect_max_s": 0.2,
+             "request_timeout_s": 2.0, "max_retries": 1}  # fmt: skip
+    exchange = {"port": port, "speed": 3600 / 0.05, "source": "synthetic", "seed": 4,
+                "start": str(START + 30 * 24 * HOUR_MS)}  # fmt: skip
+    return parse_settings(
+        {
+            "engine": {"symbols": symbols, "interval": "1h", "grace_ms": 5000},
+            "data": {"source": "synthetic", "synthetic_bars": 24 * 90, "synthetic_seed": 3},
+            "strategies": [momentum],
+            "instruments": {s: {"qty_step": 0.01, "tick_size": 0.01} for s in symbols},
+            "store": {"url": f"sqlite:///{tmp_path / 'bot.db'}"},
+            "venue": venue,
+            "paper": {"heartbeat_s": 1.0},
+            "exchange": exchange,
+        },
+        "test",
+    )
+
+
+def live(config, port: int):
+    return config.model_copy(update={"exchange": config.exchange.model_copy(update={"port": port})})
+
+
+async def test_a_symbol_the_venue_does_not_list_is_a_clear_start_up_error(tmp_path):
+    async with ExchangeServer(settings(tmp_path)) as server:
+        wanted = live(settings(tmp_path, symbols=[*SYMBOLS, "NOPEUSDT"]), server.port)
+        with pytest.raises(StartupError, match=r"NOPEUSDT.*check engine.symbols"):
+            await PaperDaemon(wanted).run()
+
+
+async def test_an_unreachable_venue_is_retried_until_stopped(tmp_path, caplog):
+    caplog.set_level(logging.ERROR)
+    daemon = PaperDaemon(live(settings(tmp_path), port=1))  # nothing listens on port 1
+    task = asyncio.create_task(daemon.run())
+    await asyncio.sleep(1.5)
+    daemon.stop.set()
+    assert await asyncio.wait_for(task, 10) == ""
+    retries = [r for r in caplog.records if "venue unreachable at start-up" in r.message]
+    assert len(retries) >= 2
+
+
+async def test_a_stopped_run_resumes_where_it_stopped_and_equals_its_backtest(tmp_path):
+    config = settings(tmp_path)
+    async with ExchangeServer(config) as server:
+        first = PaperDaemon(live(config, server.port), new_run=True)
+        task = asyncio.create_task(first.run())
+        await asyncio.sleep(3)
+        first.stop.set()
+        run_id = await asyncio.wait_for(task, 20)
+        with Store(config.store.url) as store:
+            stopped = store.get_run(run_id)
+        assert stopped["status"] == "stopped" and stopped["last_step"] is not None
+        steps_before = stopped["counts"]["equity"]
+
+        await asyncio.sleep(1)  # the market moves on while the daemon is down
+        second = PaperDaemon(live(config, server.port))  # no --new: resumes
+        task = asyncio.create_task(second.run())
+        await asyncio.sleep(3)
+        second.stop.set()
+        assert await asyncio.wait_for(task, 20) == run_id
+
+    with Store(config.store.url) as store:
+        resumed = store.get_run(run_id)
+        assert resumed["counts"]["equity"] > steps_before + 20
+        assert [r["id"] for r in store.list_runs()] == [run_id]
+        replay = await asyncio.to_thread(backtest_of_paper_run, config, store, run_id)
+        assert compare_runs(store, run_id, replay) == []
