@@ -14,9 +14,17 @@ import os
 import tomllib
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.engine import make_url
 
 from bot.core.scheduler import parse_trigger
@@ -27,6 +35,16 @@ class ConfigError(ValueError):
     """A configuration problem, phrased as one line that names the offending key."""
 
 
+def _check_time(value: str | None) -> str | None:
+    if value is not None:
+        to_ms(value)  # raises ValueError with the offending text
+    return value
+
+
+#: A time as people write it in config ("2024-02-01", ISO time, epoch ms), checked on load.
+TimeText = Annotated[str | None, AfterValidator(_check_time)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -34,8 +52,8 @@ class _Section(BaseModel):
 class EngineConfig(_Section):
     symbols: list[str] = Field(min_length=1)
     interval: str = "1h"
-    start: str | None = None  # first bar start (date or ISO time, UTC), inclusive
-    end: str | None = None  # exclusive
+    start: TimeText = None  # first bar start (date or ISO time, UTC), inclusive
+    end: TimeText = None  # exclusive
     block_rows: int = Field(8192, ge=1, le=1_000_000)
     grace_ms: int = Field(5_000, ge=0)
 
@@ -53,13 +71,6 @@ class EngineConfig(_Section):
     @classmethod
     def _interval(cls, value: str) -> str:
         return normalize_interval(value)
-
-    @field_validator("start", "end")
-    @classmethod
-    def _time(cls, value: str | None) -> str | None:
-        if value is not None:
-            to_ms(value)
-        return value
 
     @property
     def start_ms(self) -> int | None:
@@ -127,14 +138,7 @@ class VenueConfig(_Section):
 
 class PaperConfig(_Section):
     heartbeat_s: float = Field(60.0, gt=0)  # a status line in the log this often
-    until: str | None = None  # stop after the step closing at this time (tests, demos)
-
-    @field_validator("until")
-    @classmethod
-    def _time(cls, value: str | None) -> str | None:
-        if value is not None:
-            to_ms(value)
-        return value
+    until: TimeText = None  # stop after the step closing at this time (tests, demos)
 
 
 class FaultsConfig(_Section):
@@ -146,18 +150,11 @@ class FaultsConfig(_Section):
     reorder_window: int = Field(0, ge=0)  # shuffle messages within windows of this many
     delay_ms: int = Field(0, ge=0)  # hold each message back up to this long (wall ms)
     malformed_probability: float = Field(0.0, ge=0, le=1)  # send broken JSON instead
-    outage_at: str | None = None  # market time the websocket service goes down
+    outage_at: TimeText = None  # market time the websocket service goes down
     outage_bars: int = Field(0, ge=0)  # ... for this many bars of market time
     rate_limit_every: int = Field(0, ge=0)  # REST: every Nth request answers 10006
     rate_limit_reset_ms: int = Field(300, ge=0)  # ... with a reset this far ahead (wall ms)
     http_error_every: int = Field(0, ge=0)  # REST: every Nth request is an HTTP 403
-
-    @field_validator("outage_at")
-    @classmethod
-    def _time(cls, value: str | None) -> str | None:
-        if value is not None:
-            to_ms(value)
-        return value
 
 
 class ExchangeConfig(_Section):
@@ -166,19 +163,12 @@ class ExchangeConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
     speed: float = Field(3600.0, gt=0)  # market seconds per wall second
-    start: str | None = None  # market time when the exchange starts (default: data start)
-    end: str | None = None  # no new bars after this market time
+    start: TimeText = None  # market time when the exchange starts (default: data start)
+    end: TimeText = None  # no new bars after this market time
     seed: int = 7
     bar_updates: int = Field(3, ge=1, le=60)  # confirm:false pushes per candle before it closes
     source: Literal["csv", "store", "synthetic"] = "csv"  # csv uses [data].path
     faults: FaultsConfig = FaultsConfig()
-
-    @field_validator("start", "end")
-    @classmethod
-    def _time(cls, value: str | None) -> str | None:
-        if value is not None:
-            to_ms(value)
-        return value
 
 
 class StrategyConfig(_Section):

@@ -46,6 +46,8 @@ def test_the_shipped_config_is_valid():
         ("qty_step = 0.001\n", "qty_stp = 0.001\n",
          "unknown key 'instruments.BTCUSDT.qty_stp' (did you mean 'qty_step'?)"),
         ('name = "equal_weight"', 'nme = "equal_weight"', "unknown key 'strategies.0.nme'"),
+        ('start = "2024-02-01"', 'start = "2024-02-31"', "engine.start: day is out of range"),
+        ("seed = 7\n", 'seed = 7\nend = "soon"\n', "exchange.end: Invalid isoformat"),
     ],
 )  # fmt: skip
 def test_bad_keys_and_values_are_named_in_one_line(tmp_path, old, new, message):

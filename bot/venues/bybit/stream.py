@@ -228,9 +228,10 @@ class PublicStream:
         counter = 0
         while True:
             await asyncio.sleep(interval)
-            if time.monotonic() - self._last_pong > interval + self.venue.pong_timeout_s:
+            silent = time.monotonic() - self._last_pong
+            if silent > interval + self.venue.pong_timeout_s:
                 self.stats["pong_timeouts"] += 1
-                log.warning("no pong for %.0fs: dropping the connection", interval * 2)
+                log.warning("no pong for %.0fs: dropping the connection", silent)
                 await ws.close()
                 return
             counter += 1
