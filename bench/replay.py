@@ -35,6 +35,18 @@ PEER_PACKAGES = {"backtrader": "backtrader", "nautilus": "nautilus_trader"}
 TOLERANCE = 0.001  # final equities within 0.1%
 
 
+def median_run(command: list[str], label: str, repeat: int) -> dict | None:
+    """The run with the median speed out of ``repeat`` (each in a fresh process)."""
+    runs = [run_json(command, f"{label} ({k + 1}/{repeat})") for k in range(repeat)]
+    runs = [r for r in runs if r is not None]
+    if not runs:
+        return None
+    runs.sort(key=lambda r: r["bars_per_second"])
+    chosen = runs[len(runs) // 2]
+    chosen["all_bars_per_second"] = [round(r["bars_per_second"]) for r in runs]
+    return chosen
+
+
 def run_json(command: list[str], label: str) -> dict | None:
     """Run one engine in a fresh process and return the JSON line it prints."""
     print(f"  running {label} ...", flush=True)
@@ -92,6 +104,7 @@ def main() -> int:
     default_real = Path(os.environ.get("BOT_DATA_DIR", ROOT.parent / "shared" / "data"))
     parser.add_argument("--real", type=Path, default=default_real / "bybit-linear",
                         help="folder with 1m/<SYMBOL>.csv for workload (b)")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=3, help="runs of ours and nautilus")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     peers = [] if args.peers == "none" else [p.strip() for p in args.peers.split(",") if p]
@@ -106,8 +119,8 @@ def main() -> int:
         print(f"  data {digest(starts, ohlcv)} ready in {time.perf_counter() - t0:.1f}s")
         ours = str(ROOT / "bench" / "ours.py")
         for mode in ("full", "bare"):
-            row = run_json([sys.executable, ours, "--data", str(data), "--mode", mode],
-                           f"ours ({mode})")  # fmt: skip
+            row = median_run([sys.executable, ours, "--data", str(data), "--mode", mode],
+                             f"ours ({mode})", args.repeat)  # fmt: skip
             if row is None:
                 return 1
             rows.append(row)
@@ -116,7 +129,8 @@ def main() -> int:
             if not peer_available(peer):
                 print(f"  {peer} is not installed (python3 -m bot.quickstart bench installs it)")
                 continue
-            row = run_json([sys.executable, "-m", module, "--data", str(data)], peer)
+            repeat = 1 if peer == "backtrader" else args.repeat
+            row = median_run([sys.executable, "-m", module, "--data", str(data)], peer, repeat)
             if row is not None:
                 rows.append(row)
     print()
