@@ -360,10 +360,12 @@ class PaperDaemon:
                 await self._process(rows, store, rest)
 
     async def _heartbeat(self) -> None:
-        while not self.stop.is_set():
-            with contextlib.suppress(TimeoutError):
+        while True:
+            try:
                 await asyncio.wait_for(self.stop.wait(), self.settings.paper.heartbeat_s)
-            self.log_status()
+                return  # stopping: the shutdown logs the final status
+            except TimeoutError:
+                self.log_status()
 
     def log_status(self) -> None:
         engine, stream = self.engine, self.stream

@@ -64,6 +64,7 @@ class EchoJournal:
     def __init__(self, inner: Journal, echo: Callable[[str], None]) -> None:
         self.inner = inner
         self.echo = echo
+        self._funding: dict[int, list[str]] = {}  # settlement time → "SYMBOL ±amount"
 
     def record_bars(self, interval: str, panel: Panel) -> None:
         self.inner.record_bars(interval, panel)
@@ -83,8 +84,8 @@ class EchoJournal:
         if fill.exec_type == "Trade":
             self.echo(f"{iso(fill.time)}  fill    {fill.side} {abs(fill.qty):g} {fill.symbol} "
                       f"@ {fill.price:,.6g}  fee {fill.fee:.2f}")  # fmt: skip
-        else:
-            self.echo(f"{iso(fill.time)}  funding {fill.symbol} {fill.cash_flow:+.2f}")
+        else:  # one line per settlement, printed when the step is flushed
+            self._funding.setdefault(fill.time, []).append(f"{fill.symbol} {fill.cash_flow:+.2f}")
 
     def record_position(self, time: int, symbol: str, qty: float, avg_price: float) -> None:
         self.inner.record_position(time, symbol, qty, avg_price)
@@ -103,6 +104,9 @@ class EchoJournal:
 
     def flush(self) -> None:
         self.inner.flush()
+        for time, parts in sorted(self._funding.items()):
+            self.echo(f"{iso(time)}  funding {', '.join(parts)}")
+        self._funding.clear()
 
     def close(self) -> None:
         self.inner.close()

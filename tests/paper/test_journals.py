@@ -1,0 +1,49 @@
+"""The daemon's journal wrappers: the gate drops replayed records, the echo narrates a demo."""
+
+from bot.core.events import Decision, Fill, RunEvent
+from bot.core.journal import MemoryJournal
+from bot.core.timeutil import HOUR_MS
+from bot.paper.journals import EchoJournal, GatedJournal
+
+T = 1_704_067_200_000  # 2024-01-01 00:00
+
+
+def fill(symbol: str, kind: str = "Trade", flow: float = -100.0) -> Fill:
+    return Fill(f"x-{symbol}-{kind}", "l", symbol, T, 0.5, 200.0, 0.1, kind, flow)
+
+
+def test_a_closed_gate_drops_everything_and_an_open_one_forwards():
+    inner = MemoryJournal()
+    gate = GatedJournal(inner)
+    gate.open = False
+    gate.record_fill(fill("AAAUSDT"))
+    gate.record_equity(T, 1.0, 1.0, 0.0)
+    gate.record_event(RunEvent(T, "x"))
+    gate.record_progress(T)
+    assert inner.fills == [] and inner.equity == [] and inner.events == []
+    assert inner.progress is None
+    gate.open = True
+    gate.record_fill(fill("AAAUSDT"))
+    gate.record_progress(T + HOUR_MS)
+    assert len(inner.fills) == 1 and inner.progress == T + HOUR_MS
+
+
+def test_the_echo_prints_decisions_trades_equity_and_one_line_per_funding_settlement():
+    lines: list[str] = []
+    inner = MemoryJournal()
+    echo = EchoJournal(inner, lines.append)
+    echo.record_decision(Decision(T, "momentum", "1", {"AAAUSDT": 0.5},
+                                  {"AAAUSDT": 0.5, "BBBUSDT": 0.0}, ("BBBUSDT",)))  # fmt: skip
+    echo.record_fill(fill("AAAUSDT"))
+    echo.record_fill(fill("AAAUSDT", "Funding", -1.5))
+    echo.record_fill(fill("BBBUSDT", "Funding", 2.25))
+    assert not any("funding" in line for line in lines)  # grouped until the step is flushed
+    echo.flush()
+    echo.record_equity(T, 123_456.789, 1.0, 50_000.0)
+    assert lines == [
+        "2024-01-01 00:00  decide  momentum: AAAUSDT +50.0%  (stale: BBBUSDT)",
+        "2024-01-01 00:00  fill    Buy 0.5 AAAUSDT @ 200  fee 0.10",
+        "2024-01-01 00:00  funding AAAUSDT -1.50, BBBUSDT +2.25",
+        "2024-01-01 00:00  equity  123,456.79 USDT (gross exposure 50,000)",
+    ]
+    assert len(inner.fills) == 3 and len(inner.decisions) == 1  # everything still recorded
