@@ -10,6 +10,7 @@ causal as the per-bar one (tests hold the two equal for every shipped strategy).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -134,6 +135,31 @@ class BatchContext:
         """Bars such that row ``i`` may use ``values[:, ends[i]-length+1 : ends[i]+1]``."""
         window = self._buffer.history(length, self.first_row, self.last_row, interval)
         return _select(window, self._columns)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a strategy's scheduled job sees: its fire time and the closed bars up to it."""
+
+    time: int
+    symbols: tuple[str, ...]
+    _window: Callable[[int, str | None], Window]
+
+    def window(self, length: int, interval: str | None = None) -> Window:
+        """The last ``length`` closed bars of ``interval`` as of the fire time."""
+        return self._window(length, interval)
+
+
+@dataclass(frozen=True)
+class StrategyJob:
+    """A job a strategy asks the engine to schedule on its clock (e.g. retraining a model).
+    ``trigger`` is a schedule (``"every 720h"``, ``"cron 0 0 * * 1"``); ``affects_decisions``
+    tells the engine that decisions after the job may differ from those prepared before it."""
+
+    name: str
+    trigger: str
+    run: Callable[[JobContext], None]
+    affects_decisions: bool = True
 
 
 def weights_vector(raw: Any, symbols: tuple[str, ...], strategy: str) -> np.ndarray:

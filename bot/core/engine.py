@@ -30,8 +30,10 @@ from bot.core.buffer import FeatureBuffer
 from bot.core.clock import Clock
 from bot.core.context import (
     BatchContext,
+    JobContext,
     StepContext,
     StrategyError,
+    StrategyJob,
     StrategyLike,
     warm_rows,
     weights_vector,
@@ -196,10 +198,19 @@ class Engine:
                 key = normalize_interval(name)
                 lookbacks[key] = max(lookbacks.get(key, 1), int(bars))
         self.buffer = FeatureBuffer(self.symbols, self.interval, lookbacks, settings.block_rows)
+        for slot in self._slots:
+            for job in getattr(slot.strategy, "jobs", list)():
+                self.scheduler.add_job(
+                    f"{slot.strategy.name}.{job.name}",
+                    job.trigger,
+                    self._job_runner(slot, job),
+                    affects_decisions=job.affects_decisions,
+                )
         self._curve_times = _Curve(np.int64)
         self._curve_equity = _Curve(np.float64)
         self._curve_gross = _Curve(np.float64)
         self._started = False
+        self._last_row = -1  # global index of the last processed (or primed) row
 
     def _slot(self, strategy: StrategyLike, allocation: float) -> _Slot:
         if normalize_interval(strategy.interval) != normalize_interval(self.settings.interval):
@@ -246,6 +257,25 @@ class Engine:
         for lo in range(0, len(panel), step):
             self.buffer.append(panel.slice(lo, lo + step))
 
+    def _job_runner(self, slot: _Slot, job: StrategyJob) -> Callable[[int], None]:
+        """A strategy job runs with the closed bars up to its fire time (the last processed
+        row): the same bars in a replay as live."""
+
+        def run(fire_time: int) -> None:
+            row = self._last_row  # -1 before any bar: empty windows
+
+            def window(length: int, interval: str | None = None):
+                window = self.buffer.window(length, interval, row)
+                selector = slot.selector
+                if selector is None:
+                    return window
+                return type(window)(window.values[selector], window.present[selector],
+                                    window.starts)  # fmt: skip
+
+            job.run(JobContext(fire_time, slot.strategy.symbols, window))
+
+        return run
+
     def _check_symbols(self, panel: Panel) -> None:
         if panel.symbols != self.symbols:
             raise ValueError(f"panel symbols {panel.symbols} != engine symbols {self.symbols}")
@@ -253,6 +283,7 @@ class Engine:
     def _start(self, first_start: int) -> None:
         """The first processed row: fix each strategy's first decision row, start the jobs."""
         primed = self.buffer.rows
+        self._last_row = primed - 1
         for slot in self._slots:
             slot.start_row = max(slot.warmup - 1, primed)
         self.scheduler.start(first_start)
@@ -306,29 +337,19 @@ class Engine:
         self.buffer.append(chunk)
         if self.settings.record_bars:
             self.journal.record_bars(self.interval, chunk)
-        event = ~chunk.present.all(axis=1)  # stale rows need the per-row rules
-        if not self.risk.halted:
-            for k, slot in enumerate(self._slots):
-                if slot.batch:
-                    weights = self._batch_decisions(slot, block)
-                    if weights is not None:
-                        decided = ~np.isnan(weights).all(axis=1)
-                        block.batch[k] = (weights, decided.tolist())
-                        event |= decided
-                else:
-                    event[max(0, slot.start_row - block.first_row) :] = True
         for fe in self.funding.events(self.symbols, chunk.starts, self.interval_ms):
             block.funding.setdefault(fe.row, []).append(fe)
-            event[fe.row] = True
-        event_rows = np.flatnonzero(event).tolist()
-        is_event = event.tolist()
+        event_rows, is_event = self._plan(block, 0)
         closes, close_list = block.closes, block.close_list
 
         i = 0
         while i < n:
             due = self.scheduler.next_fire_time()
             if due is not None and due < block.close_list[i]:
+                epoch = self.scheduler.decision_epoch
                 self.scheduler.fire_due(block.close_list[i])
+                if self.scheduler.decision_epoch != epoch:  # e.g. a model was retrained
+                    event_rows, is_event = self._plan(block, i)
                 continue
             if is_event[i] or self.executor.pending:
                 self._process_row(block, i)
@@ -348,6 +369,7 @@ class Engine:
                 self.portfolio.last_price = closes[quiet_end - 1].copy()
                 self.clock.advance(block.close_list[quiet_end - 1])
                 self._remember_mark(block, quiet_end - 1)
+                self._last_row = block.first_row + quiet_end - 1
             i = quiet_end
             if breach is not None:  # the breaching close gets the full per-row treatment
                 self._process_row(block, i)
@@ -359,30 +381,56 @@ class Engine:
         self._curve_gross.extend(block.gross)
         self.stats.rows += n
 
-    def _batch_decisions(self, slot: _Slot, block: _Block) -> np.ndarray | None:
-        """The strategy's weights for every row of the block (NaN rows: no decision)."""
+    def _plan(self, block: _Block, lo: int) -> tuple[list[int], list[bool]]:
+        """Prepare rows ``lo..`` of the block: batch strategies' decisions for them, and which
+        rows need the per-row path (stale symbols, decisions, funding, per-bar strategies).
+        Called again from the row a decision-affecting job (a retrain) fired at."""
+        chunk = block.chunk
+        event = ~chunk.present.all(axis=1)  # stale rows need the per-row rules
+        if not self.risk.halted:
+            for k, slot in enumerate(self._slots):
+                if slot.batch:
+                    weights = self._batch_decisions(slot, block, lo)
+                    if weights is None:
+                        block.batch.pop(k, None)
+                        continue
+                    decided = ~np.isnan(weights).all(axis=1)
+                    block.batch[k] = (weights, decided.tolist())
+                    event |= decided
+                else:
+                    event[max(0, slot.start_row - block.first_row) :] = True
+        event[list(block.funding)] = True
+        event[:lo] = False  # rows already processed
+        return np.flatnonzero(event).tolist(), event.tolist()
+
+    def _batch_decisions(self, slot: _Slot, block: _Block, lo: int) -> np.ndarray | None:
+        """The strategy's weights for rows ``lo..`` of the block (NaN rows: no decision;
+        rows before ``lo`` are left NaN)."""
         strategy, chunk = slot.strategy, block.chunk
+        part = chunk.slice(lo, len(chunk))
         ctx = BatchContext(
             self.buffer,
             strategy.symbols,
             slot.selector,
-            block.first_row,
-            chunk.starts,
-            block.close_times,
-            ~chunk.present[:, slot.columns],
+            block.first_row + lo,
+            part.starts,
+            block.close_times[lo:],
+            ~part.present[:, slot.columns],
             slot.start_row,
         )
         raw = strategy.on_bars(ctx)  # type: ignore[attr-defined]
         if raw is None:
             return None
-        weights = np.array(raw, dtype=float)
-        if weights.shape != (len(chunk), len(strategy.symbols)):
+        computed = np.array(raw, dtype=float)
+        if computed.shape != (len(part), len(strategy.symbols)):
             raise StrategyError(
-                f"{strategy.name}.on_bars returned shape {weights.shape}, expected "
-                f"{(len(chunk), len(strategy.symbols))}"
+                f"{strategy.name}.on_bars returned shape {computed.shape}, expected "
+                f"{(len(part), len(strategy.symbols))}"
             )
-        if np.isinf(weights).any():
+        if np.isinf(computed).any():
             raise StrategyError(f"{strategy.name}.on_bars returned infinite weights")
+        weights = np.full((len(chunk), len(strategy.symbols)), np.nan)
+        weights[lo:] = computed
         weights[: max(0, min(len(chunk), slot.start_row - block.first_row))] = np.nan
         return weights
 
@@ -420,6 +468,7 @@ class Engine:
         portfolio.equity = equity
         self.clock.advance(close_time)
         self._remember_mark(block, i)
+        self._last_row = block.first_row + i
 
         if self.risk.breached(equity):
             self._kill_switch(close_time, prices, ~present)

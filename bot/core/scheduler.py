@@ -49,6 +49,7 @@ class _Job:
     name: str
     trigger: BaseTrigger
     func: Callable[[int], None]
+    affects_decisions: bool = False
     next_fire: int | None = None
     fired: list[int] = field(default_factory=list)
 
@@ -60,12 +61,22 @@ class ClockScheduler:
         self._jobs: list[_Job] = []
         self._keep_history = keep_history
         self._next: int | None = None  # cached earliest fire time over all jobs
+        #: bumped whenever a job that changes later decisions (a model retrain) has run
+        self.decision_epoch = 0
 
-    def add_job(self, name: str, trigger: BaseTrigger | str, func: Callable[[int], None]) -> None:
-        """Register ``func(fire_time_ms)``; call :meth:`start` before the first bar."""
+    def add_job(
+        self,
+        name: str,
+        trigger: BaseTrigger | str,
+        func: Callable[[int], None],
+        affects_decisions: bool = False,
+    ) -> None:
+        """Register ``func(fire_time_ms)``; call :meth:`start` before the first bar.
+        ``affects_decisions``: the job changes what strategies decide afterwards (the engine
+        then recomputes decisions it had prepared for later bars)."""
         if isinstance(trigger, str):
             trigger = parse_trigger(trigger)
-        self._jobs.append(_Job(name, trigger, func))
+        self._jobs.append(_Job(name, trigger, func, affects_decisions))
 
     def start(self, now_ms: int) -> None:
         """Compute each job's first fire time at or after ``now_ms``."""
@@ -94,6 +105,7 @@ class ClockScheduler:
                     job.fired.append(due)
                 job.func(due)
                 fired += 1
+                self.decision_epoch += job.affects_decisions
                 nxt = job.trigger.get_next_fire_time(_to_dt(due), _to_dt(due + 1))
                 job.next_fire = None if nxt is None else _to_ms(nxt)
             self._refresh()
