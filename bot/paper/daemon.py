@@ -294,6 +294,9 @@ class PaperDaemon:
 
     # -- live -----------------------------------------------------------------------------------
     async def _live(self, store: Store, rest: BybitRest, ws_url: str, run: _Run) -> None:
+        """Stream → queue → one consumer. The stream only enqueues, so it keeps reading (and
+        answering pings) while the consumer runs a step, or a model retrain, on a worker
+        thread; the consumer handles events strictly in order, so steps never interleave."""
         engine = self.engine
         assert engine is not None
         # the last decided step: the last processed one, or the last warm-up bar of a new run
@@ -301,16 +304,10 @@ class PaperDaemon:
         self.barrier = Barrier(
             self.symbols, self.step, self.settings.engine.grace_ms, resume_after=last_start
         )
+        events: asyncio.Queue[tuple[Closed | Opened | None, int]] = asyncio.Queue()
 
         async def sink(event: Closed | Opened) -> None:
-            if isinstance(event, Opened):
-                engine.on_open(event.symbol, event.start, event.open)
-                return
-            out = self.barrier.add(event.bar, self.wall.now())
-            for bar in out.late:
-                self._late(bar, engine)
-            if out.rows is not None:
-                await self._process(out.rows, store, rest, self.stream.last_receipt_ns)
+            events.put_nowait((event, self.stream.last_receipt_ns))
 
         self.stream = PublicStream(
             ws_url=ws_url,
@@ -325,7 +322,8 @@ class PaperDaemon:
         )
         tasks = [
             asyncio.create_task(self.stream.run(self.stop), name="stream"),
-            asyncio.create_task(self._grace_timer(store, rest), name="barrier"),
+            asyncio.create_task(self._consume(events, store, rest), name="engine"),
+            asyncio.create_task(self._grace_timer(events), name="barrier"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
         ]
         try:
@@ -339,6 +337,23 @@ class PaperDaemon:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def _consume(self, events: asyncio.Queue, store: Store, rest: BybitRest) -> None:
+        """Apply stream events to the barrier and the engine, one at a time, in order."""
+        engine = self.engine
+        while not self.stop.is_set():
+            event, received_ns = await events.get()
+            if isinstance(event, Opened):
+                engine.on_open(event.symbol, event.start, event.open)
+                continue
+            if event is None:  # the grace timer's nudge
+                out = self.barrier.poll(self.wall.now())
+            else:
+                out = self.barrier.add(event.bar, self.wall.now())
+                for bar in out.late:
+                    self._late(bar, engine)
+            if out.rows is not None:
+                await self._process(out.rows, store, rest, received_ns if event else 0)
+
     def _late(self, bar: Bar, engine: Engine) -> None:
         """A bar that missed its decision: keep it (store and buffer) for what comes next."""
         values = np.array([bar.open, bar.high, bar.low, bar.close, bar.volume])
@@ -348,16 +363,16 @@ class PaperDaemon:
         engine.journal.record_bars(self.interval, row)
         log.warning("%s bar %s arrived after its step was decided", bar.symbol, iso(bar.start))
 
-    async def _grace_timer(self, store: Store, rest: BybitRest) -> None:
-        """Release steps whose late symbols did not arrive within the grace period."""
+    async def _grace_timer(self, events: asyncio.Queue) -> None:
+        """Nudge the consumer when the barrier's grace period for a late symbol runs out."""
         while not self.stop.is_set():
             deadline = self.barrier.deadline()
             wait = 0.2 if deadline is None else max(0.0, (deadline - self.wall.now()) / 1000)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), min(wait, 0.2) or 0.001)
-            rows = self.barrier.poll(self.wall.now()).rows
-            if rows is not None:
-                await self._process(rows, store, rest)
+            deadline = self.barrier.deadline()
+            if deadline is not None and self.wall.now() >= deadline:
+                events.put_nowait((None, 0))
 
     async def _heartbeat(self) -> None:
         while True:
@@ -406,7 +421,7 @@ class PaperDaemon:
             close = int(rows.starts[i]) + self.step
             engine.journal.record_event(RunEvent(close, STALE_EVENT, detail))
         submitted = engine.executor.submitted
-        engine.process(rows)
+        await asyncio.to_thread(engine.process, rows)
         if received_ns and engine.executor.submitted != submitted:
             self.latencies_ns.append(engine.executor.submitted_ns - received_ns)
         if self.until is not None and engine.clock.now() >= self.until:

@@ -134,7 +134,8 @@ positions = sa.Table(
     sa.Column("symbol", sa.String(32), nullable=False),
     sa.Column("qty", sa.Double, nullable=False),
     sa.Column("avg_price", sa.Double, nullable=False),
-    sa.Index("ix_positions_run_id_time", "run_id", "time"),
+    # one change per symbol and time: a restarted daemon re-booking a fill adds nothing
+    sa.UniqueConstraint("run_id", "time", "symbol"),
 )
 
 equity = sa.Table(

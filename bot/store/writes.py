@@ -57,7 +57,7 @@ class Writes:
             dialect,
             plan_each_row=True,
         )
-        self.positions = BulkStatement(sa.insert(schema.positions), POSITION_KEYS, dialect)
+        self.positions = ignoring(schema.positions, ("run_id", "time", "symbol"), POSITION_KEYS)
         self.funding = ignoring(schema.funding_rates, ("symbol", "time"), FUNDING_KEYS)
         runs = schema.runs
         self.progress = BulkStatement(

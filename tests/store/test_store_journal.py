@@ -145,11 +145,27 @@ def test_round_trip(store: Store, run_id: str) -> None:
 def test_rows_keep_the_order_they_were_recorded_in(store: Store, run_id: str) -> None:
     journal = store.journal(run_id, batch_rows=7)
     times = [T + k * HOUR for k in (5, 1, 4, 2, 3, 0, 9, 8, 6, 7)] * 3
-    for k, time in enumerate(times):
-        journal.record_position(time, "BTCUSDT", float(k), 1.0)
+    symbols = ["BTCUSDT"] * 10 + ["ETHUSDT"] * 10 + ["SOLUSDT"] * 10
+    for k, (time, symbol) in enumerate(zip(times, symbols, strict=True)):
+        journal.record_position(time, symbol, float(k), 1.0)
     journal.flush()
     assert [p["time"] for p in store.positions(run_id)] == times
     assert [p["qty"] for p in store.positions(run_id)] == [float(k) for k in range(len(times))]
+
+
+def test_a_rebooked_position_is_stored_once(store: Store, run_id: str) -> None:
+    """A restarted daemon books again the fill it booked at a bar's open before it stopped."""
+    first = store.journal(run_id)
+    first.record_position(T, "BTCUSDT", 0.5, 100.0)
+    first.flush()
+    second = store.journal(run_id)
+    second.record_position(T, "BTCUSDT", 0.5, 100.0)
+    second.record_position(T, "ETHUSDT", 2.0, 10.0)
+    second.flush()
+    assert [(p["symbol"], p["qty"]) for p in store.positions(run_id)] == [
+        ("BTCUSDT", 0.5),
+        ("ETHUSDT", 2.0),
+    ]
 
 
 def test_duplicate_link_ids_are_stored_once(store: Store, run_id: str) -> None:
