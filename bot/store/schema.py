@@ -170,3 +170,23 @@ funding_rates = sa.Table(
     sa.Column("rate", sa.Double, nullable=False),
     sa.UniqueConstraint("symbol", "time"),
 )
+
+models = sa.Table(
+    "models",
+    metadata,
+    # "<model>-<12 hex of the weights>": what every decision made with it records
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("model", sa.String(32), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("feature_digest", sa.String(64), nullable=False),
+    sa.Column("symbols", sa.JSON, nullable=False),
+    sa.Column("interval", sa.String(8), nullable=False),
+    sa.Column("data_start", sa.BigInteger),
+    sa.Column("data_end", sa.BigInteger),
+    sa.Column("hyperparameters", sa.JSON, nullable=False),
+    sa.Column("training", sa.JSON, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("code_version", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_models_created_at", "created_at"),
+)

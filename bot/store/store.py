@@ -275,6 +275,25 @@ class Store:
             for s, (t, r) in found.items()
         }
 
+    # -- trained models --------------------------------------------------------------------------
+    def register_model(self, record: dict[str, Any]) -> bool:
+        """Register a trained checkpoint (a :data:`schema.models` row); re-registering the same
+        weights version changes nothing. Returns True if the row is new."""
+        table = schema.models
+        insert = insert_ignoring(table, ("version",), self._engine.dialect)
+        with self._engine.begin() as conn:
+            created = conn.execute(insert.values(**record).returning(table.c.version))
+            return created.first() is not None
+
+    def list_models(self, model: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Registered checkpoints, newest first (optionally of one architecture)."""
+        table = schema.models
+        stmt = sa.select(table).order_by(table.c.created_at.desc()).limit(limit)
+        if model is not None:
+            stmt = stmt.where(table.c.model == model)
+        with self._engine.connect() as conn:
+            return [row._asdict() for row in conn.execute(stmt)]
+
     # -- journal ---------------------------------------------------------------------------------
     def journal(
         self, run_id: str, batch_rows: int = 20_000, background: bool = False
