@@ -185,6 +185,42 @@ class InstrumentConfig(_Section):
     tick_size: float = Field(0.0, ge=0)
 
 
+class TrainSettings(_Section):
+    """``bot train``: what to learn from and how (the data window is the [engine] one).
+
+    The per-model tables hold hyperparameters (defaults: the chapters' sizes), checked against
+    the model's own when training starts."""
+
+    features: list[str] | None = None  # default: the chapter's six (see models.features)
+    horizon: int = Field(1, ge=1)  # targets: log return this many bars ahead
+    horizons: list[int] = Field([1, 4, 24], min_length=1)  # multi-scale short/medium/long bars
+    rebalance: str = "bar"  # decisions (samples) at each bar or each period start ("1h")
+    val_fraction: float = Field(0.2, gt=0, lt=1)  # the latest rows validate (early stopping)
+    out_dir: str = "checkpoints"  # relative to the config file
+    epochs: int | None = Field(None, ge=1)  # None: the chapter recipe's
+    batch_size: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0)
+    patience: int | None = Field(None, ge=1)
+    seed: int = 7
+    device: str = "auto"  # auto: CUDA when available
+    cross_asset: dict[str, Any] = Field(default_factory=dict)
+    stockformer: dict[str, Any] = Field(default_factory=dict)
+    multiscale: dict[str, Any] = Field(default_factory=dict)
+    tabl: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("horizons")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if min(value) < 1:
+            raise ValueError("horizons must be positive bar counts")
+        return value
+
+    @field_validator("rebalance")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        return value if value == "bar" else normalize_interval(value)
+
+
 class Settings(_Section):
     engine: EngineConfig
     data: DataConfig = DataConfig()
@@ -197,6 +233,7 @@ class Settings(_Section):
     exchange: ExchangeConfig = ExchangeConfig()
     strategies: list[StrategyConfig] = Field(min_length=1)
     instruments: dict[str, InstrumentConfig] = Field(default_factory=dict)
+    train: TrainSettings = TrainSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -317,6 +354,9 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
     data_path = Path(os.path.expandvars(settings.data.path)).expanduser()
     if not data_path.is_absolute():
         data_path = (base / data_path).resolve()
+    out_dir = Path(os.path.expandvars(settings.train.out_dir)).expanduser()
+    if not out_dir.is_absolute():
+        out_dir = (base / out_dir).resolve()
     url = settings.store.url
     parsed = make_url(url)
     if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
@@ -329,6 +369,7 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
         update={
             "data": settings.data.model_copy(update={"path": str(data_path)}),
             "store": settings.store.model_copy(update={"url": url}),
+            "train": settings.train.model_copy(update={"out_dir": str(out_dir)}),
         }
     )
 
