@@ -84,6 +84,15 @@ def load_checkpoint(path: Path, expected: FeatureSpec | None = None) -> Checkpoi
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointMismatchError(f"{path}: no such checkpoint") from None
+    except Exception as exc:  # torch raises many kinds for a file that is not a checkpoint
+        raise CheckpointMismatchError(
+            f"{path}: not a checkpoint of this project ({type(exc).__name__}); "
+            "write one with `bot train`"
+        ) from None
+    if not (isinstance(raw, dict) and isinstance(raw.get("meta"), dict) and "state_dict" in raw):
+        raise CheckpointMismatchError(
+            f"{path}: not a checkpoint of this project (no metadata); write one with `bot train`"
+        )
     meta = raw["meta"]
     if meta.get("format") != FORMAT:
         raise CheckpointMismatchError(f"{path}: checkpoint format {meta.get('format')} unknown")

@@ -244,6 +244,20 @@ def horizon_names(count: int) -> tuple[str, ...]:
     return ("short", "medium", "long") if count == 3 else tuple(f"h{i + 1}" for i in range(count))
 
 
+def _finest_window_rows(bars: dict[str, ScaleBars], lengths: dict[str, int]) -> int:
+    """Base rows the finest scale's window spans: the embargo's lookback part.
+
+    The coarser windows reach further back (30 daily bars span a month of minutes), so their
+    oldest bars may overlap the last training targets; embargoing those spans too would use up
+    the whole validation period. They are slow context by design, and the finest window — the
+    one that sees the bars a target is made of — is kept clear."""
+    spans = []
+    for s, b in bars.items():
+        step = float(np.median(np.diff(b.visible_at))) if len(b.visible_at) > 1 else 1.0
+        spans.append((step, lengths[s] * max(1, round(step))))
+    return min(spans)[1]
+
+
 def _prepare_scales(
     ohlcv: np.ndarray, scales: dict[str, ScaleBars], sampled: np.ndarray, options: TrainOptions
 ) -> Prepared:
@@ -277,7 +291,7 @@ def _prepare_scales(
         warm &= visible >= first_full
     known = np.isfinite(returns).all(axis=(1, 2))
     rows = np.flatnonzero(warm & known & sampled)
-    embargo = max(options.horizons) + 1
+    embargo = max(options.horizons) + _finest_window_rows(bars, lengths)
     train_rows, val_rows = _split(rows, options.val_fraction, embargo)
     normalizers = {}
     normalized = {}
