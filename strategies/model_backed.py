@@ -27,6 +27,7 @@ bit for bit those the live daemon makes one bar at a time.
 from __future__ import annotations
 
 import copy
+import logging
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 
 from bot.core.context import BatchContext, JobContext, StrategyJob
-from bot.core.timeutil import interval_ms, normalize_interval
+from bot.core.timeutil import interval_ms, iso, normalize_interval
 from models.base import ModelOutput, TradingModel
 from models.checkpoint import load_checkpoint, weights_digest
 from models.datasets import Normalizer
@@ -48,6 +49,8 @@ from models.training import CHAPTER_RECIPES
 from strategies.api import VectorStrategy
 from strategies.baselines.rebalance import check_period, rebalance_rows
 from strategies.model_fitting import fit_on_bars
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
 
@@ -132,7 +135,8 @@ class ModelStrategy(VectorStrategy):
     with ``train_window`` bars, ``epochs`` per fit, ``seed``); ``rebalance`` ("bar" or a
     period such as "1d"); ``gross`` (sum of |weights|); ``confidence`` (classification and
     direction heads); ``horizon`` (bars ahead the retrained targets look); ``model``
-    (hyperparameters over the chapter's defaults); ``features`` (names, see models.features);
+    (hyperparameters over the chapter's defaults); ``features`` (names, see models.features;
+    with a checkpoint, default: the ones it was trained on, and if given they must match);
     ``precision`` ("float64": replay and live bit-identical; "float32": faster, see
     :class:`Serving`).
     """
@@ -179,8 +183,9 @@ class ModelStrategy(VectorStrategy):
                 "buffer holds no funding rates); remove it from `features`"
             )
         self._serving: Serving | None = None
-        if checkpoint is not None:
-            self._serving = self._load(Path(checkpoint))
+        self._trained_until: int | None = None  # a checkpoint's last training bar end
+        if checkpoint is not None:  # without `features`, the checkpoint's own
+            self._serving = self._load(Path(checkpoint), check_features=features is not None)
             self.model_config = self._serving.model.hyperparameters()
         self._declare_history()
 
@@ -212,8 +217,9 @@ class ModelStrategy(VectorStrategy):
         return None if serving is None else serving.version
 
     # -- the model ------------------------------------------------------------------------
-    def _load(self, path: Path) -> Serving:
-        checkpoint = load_checkpoint(path, expected=self.spec)
+    def _load(self, path: Path, check_features: bool) -> Serving:
+        checkpoint = load_checkpoint(path, expected=self.spec if check_features else None)
+        self.spec = checkpoint.feature_spec
         if checkpoint.model.name != self.model_name:
             raise ValueError(f"{path}: a {checkpoint.model.name} model, not {self.model_name}")
         trained_on = checkpoint.meta.get("symbols")
@@ -227,6 +233,7 @@ class ModelStrategy(VectorStrategy):
         if trained_interval is not None and trained_interval != self.interval:
             raise ValueError(f"{path}: trained on {trained_interval} bars, not {self.interval}")
         scale = float(checkpoint.meta.get("metrics", {}).get("prediction_scale", 1.0))
+        self._trained_until = checkpoint.meta.get("data_window", {}).get("end")
         return Serving.of(
             checkpoint.model, checkpoint.normalizer, scale, checkpoint.version, self.precision
         )
@@ -287,6 +294,13 @@ class ModelStrategy(VectorStrategy):
         loses the rows before that fit)."""
         if self._serving is None and self.retrain_every is not None:
             self._first_fit(ctx, due)
+        if self._trained_until is not None and len(ctx) and ctx.times[0] < self._trained_until:
+            log.warning(
+                "%s: deciding at %s with a model trained on bars up to %s: these decisions are "
+                "in-sample (start the backtest after the training window)",
+                self.name, iso(int(ctx.times[0])), iso(self._trained_until),
+            )  # fmt: skip
+            self._trained_until = None  # once per run is enough
         return self._serving
 
     def on_bars(self, ctx: BatchContext) -> np.ndarray | None:
@@ -302,22 +316,29 @@ class ModelStrategy(VectorStrategy):
         if not len(rows):
             return out
         ohlcv = np.asarray(history.values, dtype=float).transpose(1, 0, 2)
-        features = self.spec.windows(ohlcv, history.ends[rows], seq_len)  # [B, L, A, F]
-        windows = torch.from_numpy(serving.normalizer.apply(features))
-        prediction = self._predict(serving, windows)
+        prediction = self._predict(serving, self.model_inputs(serving, ohlcv, history.ends[rows]))
         out[rows] = to_weights(
             serving.model.head, prediction, self.gross, self.confidence, serving.prediction_scale
         )
         return out
 
-    def _predict(self, serving: Serving, windows: torch.Tensor) -> np.ndarray:
-        """One batched forward pass over all decision rows → ``[B, A(, 3)]``."""
+    def model_inputs(self, serving: Serving, ohlcv: np.ndarray, ends: np.ndarray) -> torch.Tensor:
+        """The model's normalised input for decisions at rows ``ends`` of ``ohlcv[T, A, 5]``:
+        ``[B, A, L, F]``, or ``[B·A, L, F]`` for single-series models (assets folded into the
+        batch). Also what ``bot explain`` feeds, so explanations show the served inputs."""
+        features = self.spec.windows(ohlcv, ends, serving.model.config.seq_len)  # [B, L, A, F]
+        windows = torch.from_numpy(serving.normalizer.apply(features)).permute(0, 2, 1, 3)
         if serving.model.input_kind == "assets":
-            return serving.run(windows.permute(0, 2, 1, 3)).prediction.double().numpy()
-        b, length, a, f = windows.shape  # single series: fold the assets into the batch
-        flat = windows.permute(0, 2, 1, 3).reshape(b * a, length, f)
-        prediction = serving.run(flat).prediction.double().numpy()
-        return prediction.reshape(b, a, *prediction.shape[1:])
+            return windows
+        b, a, length, f = windows.shape
+        return windows.reshape(b * a, length, f)
+
+    def _predict(self, serving: Serving, inputs: torch.Tensor) -> np.ndarray:
+        """One batched forward pass over all decision rows → ``[B, A(, 3)]``."""
+        prediction = serving.run(inputs).prediction.double().numpy()
+        if serving.model.input_kind == "assets":
+            return prediction
+        return prediction.reshape(-1, len(self.symbols), *prediction.shape[1:])
 
 
 class CrossAssetStrategy(ModelStrategy):
@@ -415,6 +436,25 @@ class MultiScaleStrategy(ModelStrategy):
         options = super().train_options(seed)
         return TrainOptions(**{**options.__dict__, "horizons": self.horizons})
 
+    def scale_inputs(
+        self, serving: Serving, bars: dict[str, tuple[np.ndarray, np.ndarray]]
+    ) -> dict[str, torch.Tensor]:
+        """The model's normalised input ``{scale: [B·A, L_scale, F]}`` for decisions whose
+        windows end at rows ``ends`` of each scale's bars (``bars[scale] = (ohlcv[T, A, 5],
+        ends)``); also what ``bot explain`` feeds."""
+        width = self.spec.size
+        inputs = {}
+        for k, (scale, length) in enumerate(serving.model.config.window_lengths().items()):
+            ohlcv, ends = bars[scale]
+            features = self.spec.windows(ohlcv, ends, length)  # [B, L, A, F]
+            stats = Normalizer(
+                serving.normalizer.mean[k * width : (k + 1) * width],
+                serving.normalizer.std[k * width : (k + 1) * width],
+            )
+            x = torch.from_numpy(stats.apply(features)).permute(0, 2, 1, 3)  # [B, A, L, F]
+            inputs[scale] = x.reshape(-1, length, width)
+        return inputs
+
     def on_bars(self, ctx: BatchContext) -> np.ndarray | None:
         due = rebalance_rows(ctx, self.rebalance, self.interval)
         serving = self._ready(ctx, due)
@@ -431,18 +471,11 @@ class MultiScaleStrategy(ModelStrategy):
         rows = np.flatnonzero(due)
         if not len(rows):
             return out
-        width = self.spec.size
-        inputs = {}
-        for k, (scale, length) in enumerate(config.window_lengths().items()):
-            history = histories[scale]
-            ohlcv = np.asarray(history.values, dtype=float).transpose(1, 0, 2)
-            features = self.spec.windows(ohlcv, history.ends[rows], length)  # [B, L, A, F]
-            stats = Normalizer(
-                serving.normalizer.mean[k * width : (k + 1) * width],
-                serving.normalizer.std[k * width : (k + 1) * width],
-            )
-            x = torch.from_numpy(stats.apply(features)).permute(0, 2, 1, 3)  # [B, A, L, F]
-            inputs[scale] = x.reshape(-1, length, width)
+        bars = {
+            scale: (np.asarray(h.values, dtype=float).transpose(1, 0, 2), h.ends[rows])
+            for scale, h in histories.items()
+        }
+        inputs = self.scale_inputs(serving, bars)
         output = serving.run(inputs)
         b, a = len(rows), len(self.symbols)
         if self.signal == "direction":
@@ -455,3 +488,12 @@ class MultiScaleStrategy(ModelStrategy):
                 "regression", forecast, self.gross, self.confidence, serving.prediction_scale
             )
         return out
+
+
+def strategy_for_model(model_name: str) -> type[ModelStrategy]:
+    """The strategy that serves ``model_name`` (its defaults are what ``bot train`` starts from,
+    so a trained checkpoint loads into it unchanged)."""
+    for cls in (CrossAssetStrategy, StockformerStrategy, TABLStrategy, MultiScaleStrategy):
+        if cls.model_name == model_name:
+            return cls
+    raise KeyError(f"no strategy serves model {model_name!r}")

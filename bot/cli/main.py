@@ -8,7 +8,16 @@ import sys
 from collections.abc import Sequence
 
 from bot import __version__
-from bot.cli import backtest_cmd, data_cmd, exchange_cmd, paper_cmd, runs_cmd
+from bot.cli import (
+    backtest_cmd,
+    data_cmd,
+    exchange_cmd,
+    explain_cmd,
+    models_cmd,
+    paper_cmd,
+    runs_cmd,
+    train_cmd,
+)
 from bot.cli.common import DEFAULT_CONFIG, UsageError
 from bot.config import ConfigError
 from bot.feeds.loaders import DataError
@@ -17,7 +26,8 @@ from strategies.registry import StrategyNotFoundError, StrategyParameterError
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bot", description="Model-first trading bot for Bybit: backtests and paper trading."
+        prog="bot",
+        description="Model-first trading bot for Bybit: backtests, paper trading, models.",
     )
     parser.add_argument("--version", action="version", version=f"bot {__version__}")
     parser.add_argument(
@@ -30,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs_cmd.register(commands)
     paper_cmd.register(commands)
     exchange_cmd.register(commands)
+    train_cmd.register(commands)
+    models_cmd.register(commands)
+    explain_cmd.register(commands)
     return parser
 
 

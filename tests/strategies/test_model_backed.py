@@ -11,6 +11,7 @@ import pytest
 from bot.core.events import CLOSE, Panel
 from bot.core.timeutil import HOUR_MS
 from models.checkpoint import CheckpointMismatchError
+from models.features import DEFAULT_FEATURES
 from strategies.model_backed import (
     CrossAssetStrategy,
     MultiScaleStrategy,
@@ -142,14 +143,17 @@ def test_walk_forward_retrains_on_schedule_and_is_causal_and_path_independent(li
 def test_a_checkpoint_refuses_other_features_symbols_or_bars(checkpoints, traded):
     path = str(checkpoints["cross_asset"])
     with pytest.raises(CheckpointMismatchError, match="trained on features"):
-        CrossAssetStrategy(traded.symbols, "1h", checkpoint=path)  # the default features
+        CrossAssetStrategy(traded.symbols, "1h", checkpoint=path, features=DEFAULT_FEATURES)
     features = TINY["cross_asset"][1]
+    # without `features`, the checkpoint's own are used
+    assert CrossAssetStrategy(traded.symbols, "1h", checkpoint=path).spec.names == features
     with pytest.raises(ValueError, match="trained on symbols"):
         CrossAssetStrategy(traded.symbols[::-1], "1h", checkpoint=path, features=features)
     with pytest.raises(ValueError, match="trained on 1h bars"):
         CrossAssetStrategy(traded.symbols, "4h", checkpoint=path, features=features)
     with pytest.raises(StrategyParameterError, match=r"strategy 'tabl'.*trained on features"):
-        create("tabl", traded.symbols, "1h", {"checkpoint": str(checkpoints["tabl"])})
+        params = {"checkpoint": str(checkpoints["tabl"]), "features": ["log_return"]}
+        create("tabl", traded.symbols, "1h", params)
 
 
 def test_parameters_are_checked_when_the_strategy_is_made(checkpoints, traded):
