@@ -52,6 +52,7 @@ from strategies.model_fitting import fit_on_bars
 
 log = logging.getLogger(__name__)
 
+INFERENCE_CHUNK = 4  # samples per pass: bounds memory; on CPU, larger batches run no faster
 PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
 
 #: Features a strategy cannot compute: the engine's bar buffer holds no funding rates.
@@ -116,16 +117,25 @@ class Serving:
         return cls(served, normalizer, scale, version, dtype)
 
     def run(self, inputs: Any) -> ModelOutput:
-        """Forward pass on float32 inputs (tensor or dict of tensors), outputs as float32."""
+        """Forward pass on float32 inputs (tensor or dict of tensors), outputs as float32.
+
+        At most :data:`INFERENCE_CHUNK` samples go through the model at once: a replay block
+        holds thousands of decisions, and the attention maps of all of them at once would take
+        tens of GB (cross-asset: ``[B, A, heads, T, T]``) while running no faster."""
         if isinstance(inputs, dict):
-            inputs = {k: v.to(self.dtype) for k, v in inputs.items()}
+            n = len(next(iter(inputs.values())))
+            parts = [{k: v[lo : lo + INFERENCE_CHUNK].to(self.dtype) for k, v in inputs.items()}
+                     for lo in range(0, n, INFERENCE_CHUNK)]  # fmt: skip
         else:
-            inputs = inputs.to(self.dtype)
+            parts = [inputs[lo : lo + INFERENCE_CHUNK].to(self.dtype)
+                     for lo in range(0, len(inputs), INFERENCE_CHUNK)]  # fmt: skip
         with torch.inference_mode():
-            output = self.model(inputs)
+            outputs = [self.model(part) for part in parts]
         return ModelOutput(
-            output.prediction.float(), extras={k: v.float() for k, v in output.extras.items()}
-        )
+            torch.cat([o.prediction for o in outputs]).float(),
+            extras={k: torch.cat([o.extras[k] for o in outputs]).float()
+                    for k in outputs[0].extras},
+        )  # fmt: skip
 
 
 class ModelStrategy(VectorStrategy):

@@ -384,13 +384,17 @@ class Engine:
     def _plan(self, block: _Block, lo: int) -> tuple[list[int], list[bool]]:
         """Prepare rows ``lo..`` of the block: batch strategies' decisions for them, and which
         rows need the per-row path (stale symbols, decisions, funding, per-bar strategies).
-        Called again from the row a decision-affecting job (a retrain) fired at."""
+        Called again from the row a decision-affecting job (a retrain) fired at; decisions are
+        batched only up to that job's fire time, since the job changes the ones after it."""
         chunk = block.chunk
         event = ~chunk.present.all(axis=1)  # stale rows need the per-row rules
+        change = self.scheduler.next_decision_change()
+        hi = len(chunk) if change is None else bisect.bisect_right(block.close_list, change)
         if not self.risk.halted:
             for k, slot in enumerate(self._slots):
                 if slot.batch:
-                    weights = self._batch_decisions(slot, block, lo)
+                    # hi <= lo: a change is due before row lo; the replan after it decides
+                    weights = self._batch_decisions(slot, block, lo, hi) if hi > lo else None
                     if weights is None:
                         block.batch.pop(k, None)
                         continue
@@ -403,18 +407,18 @@ class Engine:
         event[:lo] = False  # rows already processed
         return np.flatnonzero(event).tolist(), event.tolist()
 
-    def _batch_decisions(self, slot: _Slot, block: _Block, lo: int) -> np.ndarray | None:
-        """The strategy's weights for rows ``lo..`` of the block (NaN rows: no decision;
-        rows before ``lo`` are left NaN)."""
+    def _batch_decisions(self, slot: _Slot, block: _Block, lo: int, hi: int) -> np.ndarray | None:
+        """The strategy's weights for rows ``lo..hi`` of the block (NaN rows: no decision;
+        rows outside are left NaN)."""
         strategy, chunk = slot.strategy, block.chunk
-        part = chunk.slice(lo, len(chunk))
+        part = chunk.slice(lo, hi)
         ctx = BatchContext(
             self.buffer,
             strategy.symbols,
             slot.selector,
             block.first_row + lo,
             part.starts,
-            block.close_times[lo:],
+            block.close_times[lo:hi],
             ~part.present[:, slot.columns],
             slot.start_row,
         )
@@ -430,7 +434,7 @@ class Engine:
         if np.isinf(computed).any():
             raise StrategyError(f"{strategy.name}.on_bars returned infinite weights")
         weights = np.full((len(chunk), len(strategy.symbols)), np.nan)
-        weights[lo:] = computed
+        weights[lo:hi] = computed
         weights[: max(0, min(len(chunk), slot.start_row - block.first_row))] = np.nan
         return weights
 

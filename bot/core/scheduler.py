@@ -92,6 +92,12 @@ class ClockScheduler:
     def next_fire_time(self) -> int | None:
         return self._next
 
+    def next_decision_change(self) -> int | None:
+        """When the next job that changes later decisions (a retrain) fires, if any: decisions
+        computed ahead of it for later bars would only be thrown away."""
+        times = [j.next_fire for j in self._jobs if j.affects_decisions and j.next_fire is not None]
+        return min(times) if times else None
+
     def fire_due(self, before_ms: int, inclusive: bool = False) -> int:
         """Run, in time order, every job due strictly before ``before_ms`` (or at it)."""
         fired = 0
