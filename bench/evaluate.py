@@ -35,10 +35,9 @@ Choices (full run), made to fit 20–30 min on two shared CPU cores:
   attending straight over 100 bars). The "config" column says where a size differs from the
   model's default;
 * torch uses one thread (``--threads``): on two cores shared with other work, two threads
-  made training an order of magnitude slower (spinning threads waiting for each other);
-* replay blocks as long as the refit period (see :func:`refit_bars`).
+  made training an order of magnitude slower (spinning threads waiting for each other).
 
-The full run took 19.6 min (peak RSS 2.4 GB) on two cores shared with another job.
+The full run takes about 20 min (peak RSS 2.4 GB) on two cores shared with another job.
 
 Part B — order book. TABL on the Bitstamp BTC/USD book (5,011 snapshots, ~3.6 s apart):
 features from :func:`models.features.orderbook_features` on 10 levels (relative spread,
@@ -88,7 +87,7 @@ if str(ROOT) not in sys.path:
 
 from backtest.runner import run_backtest  # noqa: E402
 from bot.config import Settings, load_settings  # noqa: E402
-from bot.core.timeutil import interval_ms, iso, normalize_interval  # noqa: E402
+from bot.core.timeutil import iso, normalize_interval  # noqa: E402
 from models.datasets import (  # noqa: E402
     Normalizer,
     WindowDataset,
@@ -193,20 +192,12 @@ def settings_for(data_dir: Path, plan: PortfolioPlan, strategy: dict[str, Any]) 
             "engine.interval": "1h",
             "engine.start": plan.start,
             "engine.end": plan.end,
-            "engine.block_rows": refit_bars(plan),
             "data.source": "csv",
             "data.path": str(data_dir / "bybit-linear"),
             **{f"risk.{key}": value for key, value in RISK.items()},
             "strategies": [strategy],
         },
     )
-
-
-def refit_bars(plan: PortfolioPlan) -> int:
-    """Replay blocks as long as the refit period. A block's decisions are computed in one
-    batch and recomputed from each retrain on, so 8,192-bar blocks (the default) would infer
-    most rows many times over with models about to be replaced; results never depend on it."""
-    return min(8192, interval_ms(plan.retrain_every) // interval_ms("1h"))
 
 
 def model_params(name: str, plan: PortfolioPlan, seed: int) -> dict[str, Any]:

@@ -203,6 +203,7 @@ class TrainSettings(_Section):
     patience: int | None = Field(None, ge=1)
     seed: int = 7
     device: str = "auto"  # auto: CUDA when available
+    threads: int = Field(0, ge=0)  # CPU threads for torch; 0: torch's default (one per core)
     cross_asset: dict[str, Any] = Field(default_factory=dict)
     stockformer: dict[str, Any] = Field(default_factory=dict)
     multiscale: dict[str, Any] = Field(default_factory=dict)

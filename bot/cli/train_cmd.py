@@ -15,6 +15,8 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from backtest.runner import load_history
 from bot.cli.common import UsageError, parse_params, settings_from
 from bot.config import ConfigError, Settings, TrainSettings
@@ -46,6 +48,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--horizon", type=int, help="target: log return this many bars ahead")
     p.add_argument("--seed", type=int, help="random seed (same seed, same weights)")
     p.add_argument("--device", help="cpu, cuda or auto (default: config train.device)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (0: one per core)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="hyper",
                    help="hyperparameter over [train.<model>], e.g. --set d_model=32")  # fmt: skip
     p.add_argument("--out", type=Path, help="checkpoint file (default: train.out_dir/...)")
@@ -61,6 +64,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "interval": "engine.interval", "start": "engine.start", "end": "engine.end",
         "source": "data.source", "store": "store.url", "epochs": "train.epochs",
         "horizon": "train.horizon", "seed": "train.seed", "device": "train.device",
+        "threads": "train.threads",
     }  # fmt: skip
     for attr, key in simple.items():
         value = getattr(args, attr)
@@ -170,6 +174,8 @@ def finite(value: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, overrides(args))
     options = plan(args.model, settings)
+    if settings.train.threads:  # on a busy machine, fewer threads than cores train faster
+        torch.set_num_threads(settings.train.threads)
     store = Store(settings.store.url) if settings.data.source == "store" else None
     try:
         _, panel, _ = load_history(settings, store)

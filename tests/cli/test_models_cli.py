@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bot.cli.main import main
 from bot.store import Store
@@ -61,7 +62,14 @@ def run(workdir: Path, *args: str) -> int:
 @pytest.mark.slow
 def test_train_registers_a_checkpoint_that_backtests_and_explains(workdir, capsys, caplog):
     out = workdir / "ca.pt"
-    assert run(workdir, "train", "cross_asset", "--no-progress", "--out", str(out)) == 0
+    threads = torch.get_num_threads()
+    try:
+        code = run(workdir, "train", "cross_asset", "--no-progress", "--out", str(out),
+                   "--threads", "1")  # fmt: skip
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
     printed = capsys.readouterr().out
     assert "training cross_asset on 2,208 1h bars" in printed and f"wrote {out}" in printed
 
