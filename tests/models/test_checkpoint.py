@@ -5,7 +5,6 @@ clear errors; the files hold plain data and tensors only (``weights_only=True`` 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,15 +28,6 @@ from tests.modelkit import SYMBOLS, TINY
 
 MODELS = ("cross_asset", "stockformer", "multiscale", "tabl")
 BATCH = 5
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """The models are tiny: extra intra-op threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_model(name: str, seed: int = 0) -> tuple[TradingModel, FeatureSpec]:

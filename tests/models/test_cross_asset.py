@@ -25,15 +25,6 @@ B, A, T, F = 3, SMALL.n_assets, SMALL.seq_len, SMALL.n_features
 H, L, G = SMALL.n_heads, SMALL.max_lag + 1, 2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one thread is faster, and immune to a busy machine's oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make(config: CrossAssetConfig = SMALL, **changes) -> CrossAssetAttentionNet:
     torch.manual_seed(0)
     return CrossAssetAttentionNet(replace(config, **changes)).eval()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import asdict
 
 import pytest
@@ -23,16 +22,6 @@ SMALL = MultiScaleConfig(
     cross_heads=2,
     dropout=0.0,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """These models are tiny: extra intra-op threads only contend (several times slower on a
-    busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_inputs(config: MultiScaleConfig, batch: int, seed: int = 0) -> dict[str, torch.Tensor]:

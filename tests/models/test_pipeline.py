@@ -6,7 +6,6 @@ unavailable feature is refused."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -38,15 +37,6 @@ MINUTE_SCALES = ("1m", "5m", "1h", "1d")
 MULTISCALE_MINUTES = {"scales": MINUTE_SCALES, "seq_lens": (30, 12, 8, 4),
                       "n_layers": (1, 1, 1, 1), "n_heads": (2, 2, 2, 2), "d_model": 32,
                       "cross_heads": 2}  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Two cores are shared: intra-op threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ asset-permutation equivariance, gradients, and that it can learn a simple proble
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -16,15 +15,6 @@ from models.stockformer import Stockformer, StockformerConfig
 SMALL = StockformerConfig(
     n_assets=4, n_features=3, seq_len=24, d_model=16, n_heads=2, n_layers=3, d_ff=32, factor=1
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one thread is faster, and immune to a busy machine's oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _inputs(config: StockformerConfig, batch: int = 2, seed: int = 0) -> torch.Tensor:

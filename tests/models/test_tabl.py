@@ -8,7 +8,6 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import asdict
 
 import pytest
@@ -17,15 +16,6 @@ import torch
 from models.tabl import BilinearLayer, MultiHeadTABL, TABLConfig, TABLLayer, TABLNet
 
 SMALL = TABLConfig(input_dim=5, seq_len=12, hidden=((8, 10), (6, 7)), n_heads=1, dropout=0.0)
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """The model is tiny: extra intra-op threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_model(config: TABLConfig = SMALL, seed: int = 0) -> TABLNet:
