@@ -10,7 +10,14 @@ from typing import Any
 from backtest.metrics import format_table
 from backtest.report import plot_equity, write_json
 from backtest.runner import run_backtest
-from bot.cli.common import UsageError, parse_params, settings_from, table
+from bot.cli.common import (
+    HISTORY_FLAGS,
+    UsageError,
+    flag_overrides,
+    parse_params,
+    settings_from,
+    table,
+)
 from bot.store import Store
 
 
@@ -40,22 +47,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    simple = {
-        "interval": "engine.interval", "start": "engine.start", "end": "engine.end",
-        "source": "data.source", "fee_bp": "portfolio.fee_bp",
-        "slippage_bp": "portfolio.slippage_bp", "cash": "portfolio.initial_cash",
-        "threshold": "portfolio.rebalance_threshold", "max_drawdown": "risk.max_drawdown",
-        "block_rows": "engine.block_rows", "store": "store.url",
-    }  # fmt: skip
-    for attr, key in simple.items():
-        value = getattr(args, attr)
-        if value is not None:
-            out[key] = value
-    if args.symbols:
-        out["engine.symbols"] = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
-    if args.data is not None:
-        out["data.path"] = str(args.data.resolve())  # relative to where the user typed it
+    out = flag_overrides(args, {
+        **HISTORY_FLAGS, "fee_bp": "portfolio.fee_bp", "slippage_bp": "portfolio.slippage_bp",
+        "cash": "portfolio.initial_cash", "threshold": "portfolio.rebalance_threshold",
+        "max_drawdown": "risk.max_drawdown", "block_rows": "engine.block_rows",
+    })  # fmt: skip
     if args.strategy:
         out["strategies"] = [{"name": args.strategy, "params": parse_params(args.param)}]
     elif args.param:

@@ -37,6 +37,31 @@ def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
     return params
 
 
+def parse_symbols(text: str) -> list[str]:
+    """``--symbols btcusdt, ETHUSDT`` → ``["BTCUSDT", "ETHUSDT"]``."""
+    return [s.strip().upper() for s in text.split(",") if s.strip()]
+
+
+#: flags that choose the bars a command reads, and the config keys they override
+HISTORY_FLAGS = {
+    "interval": "engine.interval", "start": "engine.start", "end": "engine.end",
+    "source": "data.source", "store": "store.url",
+}  # fmt: skip
+
+
+def flag_overrides(args: argparse.Namespace, keys: dict[str, str]) -> dict[str, Any]:
+    """Dotted config overrides for the flags the user gave (``keys``: attribute → key), plus
+    ``--symbols`` and ``--data`` (a folder, resolved from where the user typed it) when the
+    command has them."""
+    out = {key: getattr(args, attr) for attr, key in keys.items()
+           if getattr(args, attr, None) is not None}  # fmt: skip
+    if getattr(args, "symbols", None):
+        out["engine.symbols"] = parse_symbols(args.symbols)
+    if getattr(args, "data", None) is not None:
+        out["data.path"] = str(args.data.resolve())
+    return out
+
+
 def settings_from(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Settings:
     path = Path(args.config)
     if not path.exists():

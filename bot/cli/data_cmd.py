@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bot.cli.common import UsageError, settings_from, store_url, table
+from bot.cli.common import UsageError, parse_symbols, settings_from, store_url, table
 from bot.core.timeutil import iso, normalize_interval, to_ms
 from bot.feeds.loaders import read_bars
 from bot.store import Store
@@ -82,7 +82,7 @@ def fetch_data(args: argparse.Namespace) -> int:
     overrides = {"venue.target": "local"} if args.local else {}
     settings = settings_from(args, overrides)
     rest_url, _ = settings.venue_urls()
-    symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+    symbols = parse_symbols(args.symbols)
     interval = normalize_interval(args.interval)
     start = to_ms(args.start)
 

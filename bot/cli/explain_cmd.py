@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from backtest.runner import load_history, warmup_span_ms
-from bot.cli.common import UsageError, settings_from, table
+from bot.cli.common import HISTORY_FLAGS, UsageError, flag_overrides, settings_from, table
 from bot.core.timeutil import iso
 from models.checkpoint import load_checkpoint
 from models.explain import PLOTS, Explanation, summarise
@@ -45,14 +45,8 @@ def run(args: argparse.Namespace) -> int:
     strategy = strategy_for_model(meta["model"])(
         symbols, interval, checkpoint=str(args.checkpoint), features=meta["feature_spec"]["names"]
     )
-    overrides: dict[str, Any] = {"engine.symbols": symbols, "engine.interval": interval}
-    for attr in ("start", "end"):
-        if getattr(args, attr) is not None:
-            overrides[f"engine.{attr}"] = getattr(args, attr)
-    if args.source is not None:
-        overrides["data.source"] = args.source
-    if args.data is not None:
-        overrides["data.path"] = str(args.data.resolve())
+    overrides = {"engine.symbols": symbols, "engine.interval": interval,
+                 **flag_overrides(args, HISTORY_FLAGS)}  # fmt: skip
     settings = settings_from(args, overrides)
     span = warmup_span_ms([(strategy, 1.0)], interval)
     warmup, traded, _ = load_history(settings, warmup_ms=span)

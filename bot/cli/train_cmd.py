@@ -18,7 +18,13 @@ from typing import Any
 import torch
 
 from backtest.runner import load_history
-from bot.cli.common import UsageError, parse_params, settings_from
+from bot.cli.common import (
+    HISTORY_FLAGS,
+    UsageError,
+    flag_overrides,
+    parse_params,
+    settings_from,
+)
 from bot.config import ConfigError, Settings, TrainSettings
 from bot.core.timeutil import interval_ms, iso, normalize_interval
 from bot.store import Store
@@ -59,21 +65,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    simple = {
-        "interval": "engine.interval", "start": "engine.start", "end": "engine.end",
-        "source": "data.source", "store": "store.url", "epochs": "train.epochs",
-        "horizon": "train.horizon", "seed": "train.seed", "device": "train.device",
-        "threads": "train.threads",
-    }  # fmt: skip
-    for attr, key in simple.items():
-        value = getattr(args, attr)
-        if value is not None:
-            out[key] = value
-    if args.symbols:
-        out["engine.symbols"] = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
-    if args.data is not None:
-        out["data.path"] = str(args.data.resolve())
+    out = flag_overrides(args, {
+        **HISTORY_FLAGS, "epochs": "train.epochs", "horizon": "train.horizon",
+        "seed": "train.seed", "device": "train.device", "threads": "train.threads",
+    })  # fmt: skip
     for key, value in parse_params(args.hyper).items():
         out[f"train.{args.model}.{key}"] = value
     return out
