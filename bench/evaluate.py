@@ -70,7 +70,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -86,6 +85,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from backtest.runner import run_backtest  # noqa: E402
+from bench import data_dir  # noqa: E402
+from bot.cli.common import table  # noqa: E402
 from bot.config import Settings, load_settings  # noqa: E402
 from bot.core.timeutil import iso, normalize_interval  # noqa: E402
 from models.datasets import (  # noqa: E402
@@ -478,11 +479,7 @@ def tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
 def render_text(report: dict[str, Any]) -> str:
     out = []
     for caption, headers, cells in tables(report):
-        widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
-        out += [caption, "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-        out.append("  ".join("-" * w for w in widths))
-        out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-        out.append("")
+        out += [caption, table(cells, headers), ""]
     out.append(f"wall time {report['wall_seconds'] / 60:.1f} min")
     return "\n".join(out)
 
@@ -502,11 +499,10 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default_data = Path(os.environ.get("BOT_DATA_DIR", ROOT.parent / "shared" / "data"))
     parser.add_argument(
         "--data",
         type=Path,
-        default=default_data,
+        default=data_dir(),
         help="folder with bybit-linear/ and lob/ (default: $BOT_DATA_DIR)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny models, two weeks (smoke test)")

@@ -80,6 +80,8 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from bench import data_dir  # noqa: E402
+from bot.cli.common import table  # noqa: E402
 from bot.core.clock import SimulatedClock  # noqa: E402
 from bot.core.engine import Engine, EngineSettings  # noqa: E402
 from bot.core.events import Decision, Panel  # noqa: E402
@@ -465,14 +467,6 @@ def load_bars(data_dir: Path) -> tuple[Panel, str]:
 
 
 # -- printing --------------------------------------------------------------------------------
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(lines)
-
-
 def yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
@@ -497,7 +491,7 @@ def latency_table(rows: list[dict]) -> str:
             f"{f64['p99_ms']:.2f}", f"{f32['reps']}/{f64['reps']}",
             f"{yes(f32['meets_target'])}/{yes(f64['meets_target'])}", f"{r['peak_rss_mb']:.0f}",
         ])  # fmt: skip
-    return table(headers, lines)
+    return table(lines, headers)
 
 
 def backtest_table(rows: list[dict], year_bars: int) -> str:
@@ -521,7 +515,7 @@ def backtest_table(rows: list[dict], year_bars: int) -> str:
             f"{r['checkpoint']['seconds']:.1f}",
             f"{b['peak_rss_mb']:.0f}/{s['peak_rss_mb']:.0f}",
         ])  # fmt: skip
-    return table(headers, lines)
+    return table(lines, headers)
 
 
 def training_table(rows: list[dict]) -> str:
@@ -538,7 +532,7 @@ def training_table(rows: list[dict]) -> str:
         lines.append([r["model"], r["size"], batch, str(r["steps"]),
                       f"{r['seconds_per_step']:.3f}", f"{r['samples_per_second']:,.1f}",
                       str(r["threads"]), f"{r['peak_rss_mb']:.0f}"])  # fmt: skip
-    return table(headers, lines)
+    return table(lines, headers)
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -643,8 +637,7 @@ def main() -> int:
         parser.error(f"unknown model {unknown[0]!r}; available: {', '.join(STRATEGIES)}")
 
     started = time.perf_counter()
-    data_dir = Path(os.environ.get("BOT_DATA_DIR", ROOT.parent / "shared" / "data"))
-    bars, source = load_bars(data_dir / "bybit-linear")
+    bars, source = load_bars(data_dir() / "bybit-linear")
     first = int(np.searchsorted(bars.starts, to_ms(YEAR[0])))
     history = bars.slice(0, first)
     year = bars.slice(first, first + args.backtest_rows if args.backtest_rows else len(bars))

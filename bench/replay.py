@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import data_dir  # noqa: E402
 from bench.peers.common import digest, make_data  # noqa: E402
 
 PEERS = {"backtrader": "bench.peers.backtrader_peer", "nautilus": "bench.peers.nautilus_peer"}
@@ -101,8 +102,7 @@ def main() -> int:
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--peers", default="backtrader,nautilus", help="comma list or 'none'")
-    default_real = Path(os.environ.get("BOT_DATA_DIR", ROOT.parent / "shared" / "data"))
-    parser.add_argument("--real", type=Path, default=default_real / "bybit-linear",
+    parser.add_argument("--real", type=Path, default=data_dir() / "bybit-linear",
                         help="folder with 1m/<SYMBOL>.csv for workload (b)")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="runs of ours and nautilus")
     parser.add_argument("--json", type=Path, help="also write the results here")
