@@ -94,7 +94,7 @@ from bot.core.timeutil import HOUR_MS, iso, to_ms  # noqa: E402
 from bot.feeds.loaders import DataError, load_panel  # noqa: E402
 from bot.feeds.replay import ReplayFeed  # noqa: E402
 from bot.feeds.synthetic import synthetic_panel  # noqa: E402
-from models.base import TradingModel  # noqa: E402
+from models.base import TradingModel, batch_len, split_batch  # noqa: E402
 from models.checkpoint import save_checkpoint  # noqa: E402
 from models.datasets import Normalizer  # noqa: E402
 from models.pipeline import TrainOptions  # noqa: E402
@@ -243,14 +243,6 @@ def measure_latency(
     return row
 
 
-def split(value: Any, size: int) -> list[Any]:
-    """A tensor, or a dict of tensors, cut along the batch into pieces of ``size``."""
-    if isinstance(value, dict):
-        pieces = {k: v.split(size) for k, v in value.items()}
-        return [dict(zip(pieces, part, strict=True)) for part in zip(*pieces.values(), strict=True)]
-    return list(value.split(size))
-
-
 def measure_training(
     name: str,
     config: dict,
@@ -276,15 +268,15 @@ def measure_training(
     optimizer_class = torch.optim.AdamW if recipe.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_class(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     before = peak_rss_mb()
-    model.loss(model(split(x, 1)[0]), split(y, 1)[0]).backward()
+    model.loss(model(split_batch(x, 1)[0]), split_batch(y, 1)[0]).backward()
     per_sample = max(peak_rss_mb() - before, 1.0)
     micro = max(1, min(batch, int(memory_mb // per_sample)))
-    pieces = list(zip(split(x, micro), split(y, micro), strict=True))
+    pieces = list(zip(split_batch(x, micro), split_batch(y, micro), strict=True))
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         for xs, ys in pieces:
-            share = len(next(iter(xs.values())) if isinstance(xs, dict) else xs) / batch
+            share = batch_len(xs) / batch
             (model.loss(model(xs), ys) * share).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
         optimizer.step()

@@ -76,6 +76,19 @@ class TradingModel(nn.Module):
         return head_loss(self.head, output.prediction, target)
 
 
+def batch_len(inputs: Any) -> int:
+    """Samples in a model input or target: a tensor, or a dict of tensors (batch first)."""
+    return len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
+
+
+def split_batch(inputs: Any, size: int) -> list[Any]:
+    """A tensor, or a dict of tensors, cut along the batch into pieces of at most ``size``."""
+    if isinstance(inputs, dict):
+        pieces = {k: v.split(size) for k, v in inputs.items()}
+        return [dict(zip(pieces, part, strict=True)) for part in zip(*pieces.values(), strict=True)]
+    return list(inputs.split(size))
+
+
 def head_loss(head: Head, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if head == "regression":
         return nn.functional.mse_loss(prediction, target)

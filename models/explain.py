@@ -17,7 +17,7 @@ plain arrays (tested on their own), the plots only draw them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from models.base import TradingModel
+from models.base import TradingModel, batch_len, split_batch
 
 CHUNK = 32  # decisions per forward pass: the temporal maps are [B, A, heads, T, T]
 
@@ -49,33 +49,22 @@ class Explanation:
 
 
 def mean_attention(
-    model: TradingModel, batches: Iterator[Any], keys: tuple[str, ...]
+    model: TradingModel, inputs: Any, keys: tuple[str, ...], chunk: int = CHUNK
 ) -> dict[str, np.ndarray]:
-    """Mean over all decisions of each attention map in ``keys`` (first axis = decisions)."""
+    """Mean over all decisions of ``inputs`` of each attention map in ``keys`` (first axis =
+    decisions), ``chunk`` decisions per forward pass."""
     totals: dict[str, np.ndarray] = {}
-    count = 0
     model.eval()
     with torch.inference_mode():
-        for inputs in batches:
-            attention = model(inputs, return_attention=True).attention
-            n = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
+        for part in split_batch(inputs, chunk):
+            attention = model(part, return_attention=True).attention
             for key in keys:
                 summed = attention[key].double().sum(dim=0).numpy()
                 totals[key] = totals[key] + summed if key in totals else summed
-            count += n
+    count = batch_len(inputs)
     if count == 0:
         raise ValueError("no decisions to explain")
     return {key: total / count for key, total in totals.items()}
-
-
-def chunks(inputs: Any, size: int = CHUNK) -> Iterator[Any]:
-    """Slices of a tensor (or of a dict of tensors) along the decision axis."""
-    n = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
-    for lo in range(0, n, size):
-        if isinstance(inputs, dict):
-            yield {k: v[lo : lo + size] for k, v in inputs.items()}
-        else:
-            yield inputs[lo : lo + size]
 
 
 def lead_lag_ranking(lead_lag: np.ndarray) -> np.ndarray:
@@ -94,7 +83,7 @@ def summarise(
     """The per-model summaries named in the module docstring, from all ``inputs``."""
     name = model.name
     if name == "cross_asset":
-        maps = mean_attention(model, chunks(inputs, chunk), ("cross_asset", "lead_lag"))
+        maps = mean_attention(model, inputs, ("cross_asset", "lead_lag"), chunk)
         cross = maps["cross_asset"].mean(axis=(0, 1))  # heads, steps → [A, A]
         return {
             "asset_attention": cross,
@@ -103,7 +92,7 @@ def summarise(
             "lag_profile": maps["lead_lag"].sum(axis=(0, 1)) / n_assets,
         }
     if name == "stockformer":
-        maps = mean_attention(model, chunks(inputs, chunk), ("cross_ticker",))
+        maps = mean_attention(model, inputs, ("cross_ticker",), chunk)
         return {"asset_attention": maps["cross_ticker"].mean(axis=0)}
     # single-series models: the decisions are [B·A] with the assets innermost
     return _per_asset(model, inputs, n_assets, chunk)
@@ -111,12 +100,11 @@ def summarise(
 
 def _per_asset(model: TradingModel, inputs: Any, n_assets: int, chunk: int) -> dict:
     key = "temporal" if model.name == "tabl" else "effective_scale_weights"
-    n = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
-    rows = np.arange(n) % n_assets
+    rows = np.arange(batch_len(inputs)) % n_assets
     out = []
     for asset in range(n_assets):
         picked = _take(inputs, np.flatnonzero(rows == asset))
-        out.append(mean_attention(model, chunks(picked, chunk), (key,))[key])
+        out.append(mean_attention(model, picked, (key,), chunk)[key])
     stacked = np.stack(out)  # [A, T] (multi-head TABL: [A, heads, T]) or [A, S]
     summary = {key: stacked.mean(axis=1) if stacked.ndim == 3 else stacked}
     if model.name == "multiscale":  # the learned prior is the same for every input

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from models.base import ModelOutput, TradingModel
+from models.base import ModelOutput, TradingModel, batch_len, split_batch
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,11 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def to_device(value: Any, device: torch.device) -> Any:
+def to_device(value: Any, device: torch.device, dtype: torch.dtype | None = None) -> Any:
+    """A tensor (or dict of tensors) on ``device``, cast to ``dtype`` when given."""
     if isinstance(value, dict):
-        return {k: to_device(v, device) for k, v in value.items()}
-    return value.to(device)
+        return {k: to_device(v, device, dtype) for k, v in value.items()}
+    return value.to(device=device, dtype=dtype)
 
 
 def _optimizer(model: TradingModel, config: TrainConfig) -> torch.optim.Optimizer:
@@ -105,7 +106,7 @@ def evaluate(model: TradingModel, loader: DataLoader, device: torch.device) -> f
     with torch.inference_mode():
         for x, y in loader:
             output = model(to_device(x, device))
-            n = len(next(iter(y.values()))) if isinstance(y, dict) else len(y)
+            n = batch_len(y)
             total += float(model.loss(output, to_device(y, device))) * n
             count += n
     return total / max(count, 1)
@@ -146,7 +147,7 @@ def train(
             optimizer.step()
             if config.scheduler == "cosine_restarts":
                 scheduler.step(epoch + step / max(len(train_loader), 1))
-            n = len(next(iter(y.values()))) if isinstance(y, dict) else len(y)
+            n = batch_len(y)
             total += float(loss.detach()) * n
             count += n
         samples += count
@@ -172,20 +173,15 @@ def train(
     return result
 
 
-def predict(model: TradingModel, inputs: Any, batch_size: int = 512) -> ModelOutput:
+def predict(
+    model: TradingModel, inputs: Any, batch_size: int = 512, dtype: torch.dtype | None = None
+) -> ModelOutput:
     """Run ``model`` over many samples at once (``inputs``: a tensor or a dict of tensors with
-    the batch first), batch by batch; returns one concatenated output."""
+    the batch first), batch by batch, each cast to ``dtype`` when given (a batch at a time, so
+    a float64 copy of all inputs never exists); returns one concatenated output."""
     model.eval()
     device = next(model.parameters()).device
-    first = next(iter(inputs.values())) if isinstance(inputs, dict) else inputs
-    chunks: list[ModelOutput] = []
     with torch.inference_mode():
-        for lo in range(0, len(first), batch_size):
-            part = (
-                {k: v[lo : lo + batch_size] for k, v in inputs.items()}
-                if isinstance(inputs, dict)
-                else inputs[lo : lo + batch_size]
-            )
-            chunks.append(model(to_device(part, device)))
+        chunks = [model(to_device(part, device, dtype)) for part in split_batch(inputs, batch_size)]
     extras = {k: torch.cat([c.extras[k] for c in chunks]) for k in chunks[0].extras}
     return ModelOutput(torch.cat([c.prediction for c in chunks]), extras=extras)

@@ -45,7 +45,7 @@ from models.datasets import Normalizer
 from models.features import DEFAULT_FEATURES, FeatureSpec
 from models.pipeline import TrainOptions, horizon_names
 from models.registry import model_class
-from models.training import CHAPTER_RECIPES
+from models.training import CHAPTER_RECIPES, predict
 from strategies.api import VectorStrategy
 from strategies.baselines.rebalance import check_period, rebalance_rows
 from strategies.model_fitting import fit_on_bars
@@ -122,20 +122,10 @@ class Serving:
         At most :data:`INFERENCE_CHUNK` samples go through the model at once: a replay block
         holds thousands of decisions, and the attention maps of all of them at once would take
         tens of GB (cross-asset: ``[B, A, heads, T, T]``) while running no faster."""
-        if isinstance(inputs, dict):
-            n = len(next(iter(inputs.values())))
-            parts = [{k: v[lo : lo + INFERENCE_CHUNK].to(self.dtype) for k, v in inputs.items()}
-                     for lo in range(0, n, INFERENCE_CHUNK)]  # fmt: skip
-        else:
-            parts = [inputs[lo : lo + INFERENCE_CHUNK].to(self.dtype)
-                     for lo in range(0, len(inputs), INFERENCE_CHUNK)]  # fmt: skip
-        with torch.inference_mode():
-            outputs = [self.model(part) for part in parts]
+        output = predict(self.model, inputs, INFERENCE_CHUNK, self.dtype)
         return ModelOutput(
-            torch.cat([o.prediction for o in outputs]).float(),
-            extras={k: torch.cat([o.extras[k] for o in outputs]).float()
-                    for k in outputs[0].extras},
-        )  # fmt: skip
+            output.prediction.float(), extras={k: v.float() for k, v in output.extras.items()}
+        )
 
 
 class ModelStrategy(VectorStrategy):
