@@ -207,6 +207,22 @@ class Store:
                 inserted += self._writes.klines.execute(conn, rows)
         return inserted
 
+    def import_klines(
+        self,
+        frames: Sequence[tuple[str, str, pd.DataFrame]],
+        *,
+        chunk_rows: int = KLINE_CHUNK_ROWS,
+    ) -> list[int]:
+        """Insert the new bars of several ``(symbol, interval, frame)`` in **one** transaction
+        (all or nothing: an import of a folder never leaves half of it behind); returns how
+        many bars of each frame were new."""
+        inserted = []
+        with self._engine.begin() as conn:
+            for symbol, interval, frame in frames:
+                rows = frame_chunks(symbol, interval, frame, chunk_rows)
+                inserted.append(sum(self._writes.klines.execute(conn, chunk) for chunk in rows))
+        return inserted
+
     def load_klines(
         self, symbol: str, interval: str, start: int | None = None, end: int | None = None
     ) -> pd.DataFrame:
