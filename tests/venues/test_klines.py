@@ -100,3 +100,18 @@ def test_complete_ordered_bars_under_drops_duplicates_and_reordering(seed):
         assert got == true_bars[s][: len(got)] and len(got) >= n - 3
         assert opened[s] == sorted(set(opened[s]))  # each open announced once, in order
     assert tracker.counters["gaps"] > 0 and tracker.counters["duplicate"] > 0
+
+
+def test_updates_of_another_interval_or_symbol_are_counted_and_never_taken_for_bars():
+    first, second = truth("AAAUSDT", 2, 0)
+    tracker = KlineTracker("1h", {"AAAUSDT": first.start})
+    # a kline.1.AAAUSDT close that happens to start on the hour: not the 1h bar
+    one_minute = KlineUpdate("AAAUSDT", "1m", second.start, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
+                             True, second.start + 60_000)  # fmt: skip
+    assert tracker.update(one_minute) == []
+    other = pushes(Bar("ZZZUSDT", "1h", second.start, 1.0, 1.0, 1.0, 1.0, 1.0))[-1]
+    assert tracker.update(other) == []
+    assert tracker.counters["wrong_interval"] == 1 and tracker.counters["unknown_symbol"] == 1
+    assert tracker.last_closed("AAAUSDT") == first.start  # nothing was delivered
+    actions = [a for u in pushes(second) for a in tracker.update(u)]
+    assert [a.bar for a in actions if isinstance(a, Closed)] == [second]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bot.venues.bybit.orderbook import BookFeatures, OrderBook
+from bot.venues.bybit.orderbook import BookFeatures, BookMessageError, OrderBook
 from tests.conftest import real_data_dir
 
 RECORDING = "bybit-xrpusdt-2024-12-01-orderbook500.zip"
@@ -240,6 +240,49 @@ def test_features_need_a_snapshot_and_messages_must_be_this_books():
         book.apply(message("partial", 1))
 
 
+def without(key: str, into: str | None = None, **changes: Any) -> dict[str, Any]:
+    """A delta after the test snapshot, with ``key`` removed (from ``data`` if ``into``)."""
+    msg = message("delta", 11, bids=[("99.5", "0")], asks=[("100.5", "7")])
+    if changes:
+        msg["data"].update(changes)
+    target = msg["data"] if into == "data" else msg
+    target.pop(key, None)
+    return msg
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (without("type"), "unknown orderbook message type None"),
+        (without("u", "data"), "u None is not an integer"),
+        (without("x", "data", u="zz"), "u 'zz' is not an integer"),
+        (without("x", "data", u=11.5), "u 11.5 is not an integer"),
+        (without("x", "data", b="oops"), "bid levels are a str"),
+        (without("x", "data", a=[["100.5"]]), "not a \\[price, size\\] pair"),
+        (without("x", "data", a=[["100.5", "lots"]]), "not numeric"),
+        (without("x", "data", a=[["-1", "3"]]), "not a positive number"),
+        (without("x", "data", b=[["99.5", "1"], ["99", "inf"]]), "is not a size"),
+        (without("data"), "data is not an object"),
+        (without("ts"), "ts None is not an integer"),
+    ],
+)  # fmt: skip
+def test_a_malformed_message_is_refused_and_leaves_the_book_untouched(bad, reason):
+    book = fresh_book()
+    before = state(book)
+    with pytest.raises(BookMessageError, match=reason):
+        book.apply(bad)
+    assert state(book) == before  # nothing half-applied
+
+
+def test_reset_empties_the_book_until_the_next_snapshot():
+    book = fresh_book()
+    book.reset()
+    assert book.bids() == [] and book.asks() == [] and book.needs_snapshot
+    assert book.update_id is None and book.counters["resets"] == 1
+    assert not book.apply(message("delta", 11, bids=[("99.5", "0")]))  # needs a snapshot
+    assert book.apply(snapshot()) and not book.needs_snapshot and len(book.bids()) == 3
+
+
 def load_recording() -> list[dict[str, Any]]:
     path = real_data_dir() / "lob" / RECORDING
     if not path.is_file():
@@ -279,7 +322,7 @@ def test_real_recording_matches_a_naive_reconstruction_level_for_level():
             assert levels == [(float(p), float(s)) for p, s in expected], (i, side)
     assert not book.needs_snapshot
     assert book.counters == {"snapshots": 1, "restarts": 0, "deltas": 49, "before_snapshot": 0,
-                             "stale": 0, "gaps": 0, "missing_deletes": 0}  # fmt: skip
+                             "stale": 0, "gaps": 0, "missing_deletes": 0, "resets": 0}  # fmt: skip
     f = book.features(levels=5)
     assert (f.bid_prices[0], f.ask_prices[0]) == (1.9537, 1.9538)
     assert f.spread == pytest.approx(0.0001)

@@ -264,7 +264,8 @@ def test_server_time_from_the_documented_example():
 def test_recorded_daily_klines_drop_the_candle_still_open():
     envelope = read_envelope(200, {}, json.dumps(message(
         "rest_market_kline_linear_btc_daily_recorded.json")), "/v5/market/kline")  # fmt: skip
-    frame = parse_klines(envelope["result"], DAY_MS, envelope["time"])
+    frame, refused = parse_klines(envelope["result"], DAY_MS, envelope["time"])
+    assert refused == []
     # 1694649600000 (2023-09-14) + 1 day is after the envelope's time: still forming.
     assert frame["start"].tolist() == [1694476800000, 1694563200000]
     assert frame["start"].dtype == np.int64
@@ -274,10 +275,31 @@ def test_recorded_daily_klines_drop_the_candle_still_open():
 
 def test_documented_klines_come_back_ascending():
     result = check_response(200, {}, raw("rest_market_kline_1.jsonc"), "k")
-    frame = parse_klines(result, HOUR_MS, 1672025956592)
+    frame, _ = parse_klines(result, HOUR_MS, 1672025956592)
     assert frame["start"].tolist() == [1670601600000, 1670605200000, 1670608800000]
     assert list(frame.columns) == ["start", "open", "high", "low", "close", "volume", "turnover"]
-    assert parse_klines({"list": []}, HOUR_MS, 0).empty
+    assert parse_klines({"list": []}, HOUR_MS, 0)[0].empty
+
+
+def test_rows_breaking_the_bar_rules_are_refused_one_by_one():
+    now = 10 * HOUR_MS
+    good = [str(2 * HOUR_MS), "10", "12", "9", "11", "5", "50"]
+    rows = [
+        good,
+        [str(3 * HOUR_MS), "10", "12", "9", "11", "-5", "50"],  # negative volume
+        [str(4 * HOUR_MS), "inf", "inf", "9", "11", "5", "50"],  # infinite price
+        [str(5 * HOUR_MS), "10", "8", "9", "11", "5", "50"],  # high below low
+        [str(6 * HOUR_MS), "zz", "12", "9", "11", "5", "50"],  # not a number
+        [str(7 * HOUR_MS), "10", "12"],  # too few fields
+        [str(8 * HOUR_MS + 1), "10", "12", "9", "11", "5", "50"],  # off the grid
+        [str(400 * HOUR_MS), "10", "12", "9", "11", "5", "50"],  # far in the future
+    ]
+    frame, refused = parse_klines({"list": rows[::-1]}, HOUR_MS, now)
+    assert frame["start"].tolist() == [2 * HOUR_MS]
+    assert len(refused) == 7
+    for reason in ("bad volume", "non-finite price", "inconsistent range", "could not convert",
+                   "3 fields", "not on the", "in the future"):  # fmt: skip
+        assert any(reason in r for r in refused), reason
 
 
 def test_instruments_of_each_category():

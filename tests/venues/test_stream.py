@@ -71,8 +71,8 @@ async def stream_for(config, seconds: float):
         }
         depth = config.venue.orderbook_depth
         books = {
-            s: server.state.market.book(s, depth, book.update_id - 1)
-            for s, book in stream.books.items()
+            book.symbol: server.state.market.book(book.symbol, depth, book.update_id - 1)
+            for book in stream.books.values()
         }
         faults = server.state.status()["faults"]
     return stream, closed, opened, truth, books, faults
@@ -102,7 +102,8 @@ async def test_order_books_stay_equal_to_the_exchanges_and_resync_after_gaps(cap
     faults = {"duplicate_probability": 0.02, "reorder_window": 2}
     stream, _, _, _, expected, _ = await stream_for(settings(faults, depth=50), 4.0)
     assert stream.stats["book_resubscribes"] > 0  # duplicates and reordering broke u
-    for symbol, book in stream.books.items():
+    for book in stream.books.values():
+        symbol = book.symbol
         ours_bids = book.bids()
         assert len(ours_bids) == 50 and len(book.asks()) == 50
         theirs = expected[symbol]

@@ -2,6 +2,7 @@
 
 Pure logic (no I/O). For each symbol it remembers the last closed bar it emitted and:
 
+* drops updates of other symbols or another interval (counted);
 * emits a bar only on ``confirm: true``, once per start (a duplicate close is dropped);
 * announces each new candle's open the first time it sees the candle (for next-open fills);
 * drops updates of candles it has already closed (out of order) and counts them;
@@ -13,6 +14,7 @@ Pure logic (no I/O). For each symbol it remembers the last closed bar it emitted
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -44,6 +46,15 @@ class Missing:
     held: KlineUpdate  # the update that revealed the gap; apply it after the fill
 
 
+@dataclass(frozen=True, slots=True)
+class Corrected:
+    """The venue's REST record of a bar disagrees with the close the websocket delivered
+    (``seen``, which the engine may already have decided on): ``bar`` is the truth."""
+
+    bar: Bar
+    seen: Bar
+
+
 Action = Closed | Opened | Missing
 
 
@@ -58,9 +69,20 @@ class KlineTracker:
     def last_closed(self, symbol: str) -> int | None:
         return self._last.get(symbol)
 
-    def update(self, u: KlineUpdate) -> list[Action]:
+    def admits(self, u: KlineUpdate) -> bool:
+        """Whether the update belongs to this tracker: a subscribed symbol at the tracked
+        interval. Anything else (a ``kline.1.X`` message on a 1h stream) is counted and must
+        be dropped, never taken for one of our bars."""
         if u.symbol not in self._last:
             self.counters["unknown_symbol"] += 1
+            return False
+        if u.interval != self.interval:
+            self.counters["wrong_interval"] += 1
+            return False
+        return True
+
+    def update(self, u: KlineUpdate) -> list[Action]:
+        if not self.admits(u):
             return []
         last = self._last[u.symbol]
         if last is not None and u.start <= last:
@@ -96,4 +118,62 @@ class KlineTracker:
         if wanted is not None:
             self.counters["unrecoverable"] += wanted - len(out)
         self._last[symbol] = through
+        return out
+
+
+def same_bar(a: Bar, b: Bar) -> bool:
+    """Equal prices, volume and turnover (an unknown turnover matches an unknown one)."""
+    ta, tb = a.turnover, b.turnover
+    turnover_equal = ta == tb or (_unknown(ta) and _unknown(tb))
+    return (a.start, a.open, a.high, a.low, a.close, a.volume) == (
+        b.start, b.open, b.high, b.low, b.close, b.volume
+    ) and turnover_equal  # fmt: skip
+
+
+def _unknown(value: float | None) -> bool:
+    return value is None or math.isnan(value)
+
+
+class CloseAudit:
+    """Websocket closes waiting to be checked against the venue's REST history.
+
+    A websocket close is taken at once (decisions cannot wait), but a forged or corrupted one
+    can be perfectly plausible. So every bar that came from the websocket is kept here until a
+    REST fetch covering it has been compared: a bar REST reports differently comes back as
+    :class:`Corrected`; one REST does not have at all is counted (``unconfirmed``). At most
+    ``limit`` bars per symbol wait (the oldest are dropped and counted if REST stays away).
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._pending: dict[str, dict[int, Bar]] = {}
+        self.counters: Counter[str] = Counter()
+
+    def note(self, bar: Bar) -> None:
+        pending = self._pending.setdefault(bar.symbol, {})
+        pending[bar.start] = bar
+        if len(pending) > self.limit:
+            del pending[min(pending)]
+            self.counters["unaudited"] += 1
+
+    def first_pending(self, symbol: str) -> int | None:
+        pending = self._pending.get(symbol)
+        return min(pending) if pending else None
+
+    def check(self, symbol: str, venue_bars: Iterable[Bar], through: int) -> list[Corrected]:
+        """Compare the pending closes up to ``through`` (bars REST must know by now) with
+        ``venue_bars`` (REST's closed bars over at least that span) and settle them."""
+        pending = self._pending.get(symbol, {})
+        truth = {bar.start: bar for bar in venue_bars}
+        out = []
+        for start in sorted(t for t in pending if t <= through):
+            seen = pending.pop(start)
+            venue = truth.get(start)
+            if venue is None:
+                self.counters["unconfirmed"] += 1
+            elif same_bar(venue, seen):
+                self.counters["confirmed"] += 1
+            else:
+                self.counters["corrected"] += 1
+                out.append(Corrected(venue, seen))
         return out

@@ -28,19 +28,30 @@ exchange's current truth for that price, so applying it can only make those leve
 whereas dropping it would leave them wrong as well; ``u`` then moves on, so the deltas after it
 are not each reported as another gap; and the resubscribe the flag asks for brings a snapshot
 that repairs whatever the missed messages changed. Any snapshot clears the flag.
+
+Hostile input. A message is read completely before it touches the book: a missing ``type``,
+a ``u`` that is not an integer, a level that is not a ``[price, size]`` pair of finite numbers
+(positive price, non-negative size) raises :class:`BookMessageError` and leaves the book as it
+was. The caller cannot know what the venue meant to send, so it treats the book as
+untrustworthy: :meth:`OrderBook.reset` empties it and flags a resubscribe.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 _NAN = float("nan")
+
+
+class BookMessageError(ValueError):
+    """A message this book cannot apply: malformed, or another topic's."""
+
 
 _COUNTERS = (
     "snapshots",  # snapshots applied (each one resets the book)
@@ -50,7 +61,40 @@ _COUNTERS = (
     "stale",  # deltas ignored because their u was not above the book's
     "gaps",  # deltas applied although u skipped values (a message was missed)
     "missing_deletes",  # levels a delta deleted that were not in the book
+    "resets",  # times the book was emptied because it could no longer be trusted
 )
+
+Level = tuple[str, float]  # (price exactly as sent, size)
+
+
+def _levels(raw: Any, side: str) -> list[Level]:
+    """A side's levels, checked: ``[[price, size], ...]`` of finite numbers."""
+    if not isinstance(raw, list):
+        raise BookMessageError(f"{side} levels are a {type(raw).__name__}, not an array")
+    out = []
+    for level in raw:
+        if not (isinstance(level, list | tuple) and len(level) == 2):
+            raise BookMessageError(f"{side} level {str(level)[:40]} is not a [price, size] pair")
+        price, size_text = level
+        try:
+            value, size = float(price), float(size_text)
+        except (TypeError, ValueError):
+            raise BookMessageError(f"{side} level {str(level)[:40]} is not numeric") from None
+        if not isinstance(price, str) or not (math.isfinite(value) and value > 0):
+            raise BookMessageError(f"{side} level price {price!r} is not a positive number")
+        if not (math.isfinite(size) and size >= 0):
+            raise BookMessageError(f"{side} level size {size_text!r} is not a size")
+        out.append((price, size))
+    return out
+
+
+def _integer(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise BookMessageError(f"{name} {value!r} is not an integer")
+    try:
+        return int(value)
+    except ValueError:
+        raise BookMessageError(f"{name} {value!r} is not an integer") from None
 
 
 class _Side:
@@ -68,18 +112,21 @@ class _Side:
     def __len__(self) -> int:
         return len(self._sizes)
 
-    def load(self, levels: Iterable[Sequence[str]]) -> None:
+    def load(self, levels: Iterable[Level]) -> None:
         """Replace the side with a snapshot's levels (zero sizes, if any, are not levels)."""
-        sizes = {price: float(size) for price, size in levels}
+        sizes = dict(levels)
         self._sizes = {price: size for price, size in sizes.items() if size != 0.0}
         self._order = sorted((self._sign * float(price), price) for price in self._sizes)
 
-    def update(self, levels: Iterable[Sequence[str]]) -> int:
+    def clear(self) -> None:
+        self._sizes = {}
+        self._order = []
+
+    def update(self, levels: Iterable[Level]) -> int:
         """Apply a delta's levels; return how many deletes named a price not in the side."""
         missing = 0
         sizes = self._sizes
-        for price, size_text in levels:
-            size = float(size_text)
+        for price, size in levels:
             if size == 0.0:
                 if sizes.pop(price, None) is None:
                     missing += 1
@@ -173,22 +220,31 @@ class OrderBook:
     def apply(self, message: Mapping[str, Any]) -> bool:
         """Apply one decoded message; False when it was ignored (and counted) instead.
 
-        Raises ValueError for a message of another topic or of an unknown type: those are bugs
-        in the caller's routing, not market events, and must not be silently counted away.
+        Raises :class:`BookMessageError`, leaving the book untouched, for a message of another
+        topic or one that is malformed (see the module docstring): the caller decides what
+        the book is worth after that (the stream resets it and resubscribes).
         """
-        if message["topic"] != self.topic:
-            raise ValueError(f"{self.topic} book got a message of {message['topic']!r}")
-        kind = message["type"]
-        data = message["data"]
-        update_id = int(data["u"])
+        topic = message.get("topic")
+        if topic != self.topic:
+            raise BookMessageError(f"{self.topic} book got a message of {topic!r}")
+        kind = message.get("type")
+        if kind not in ("snapshot", "delta"):
+            raise BookMessageError(f"{self.topic}: unknown orderbook message type {kind!r}")
+        data = message.get("data")
+        if not isinstance(data, Mapping):
+            raise BookMessageError(f"{self.topic}: data is not an object")
+        update_id = _integer(data.get("u"), "u")
+        seq = _integer(data.get("seq", update_id), "seq")
+        ts = _integer(message.get("ts"), "ts")
+        bids, asks = _levels(data.get("b"), "bid"), _levels(data.get("a"), "ask")
         if kind == "snapshot":
-            self._bids.load(data["b"])
-            self._asks.load(data["a"])
+            self._bids.load(bids)
+            self._asks.load(asks)
             self.needs_snapshot = False
             self.counters["snapshots"] += 1
             if update_id == 1:
                 self.counters["restarts"] += 1
-        elif kind == "delta":
+        else:
             if self.update_id is None or update_id <= self.update_id:
                 self.counters["before_snapshot" if self.update_id is None else "stale"] += 1
                 self.needs_snapshot = True
@@ -196,15 +252,21 @@ class OrderBook:
             if update_id != self.update_id + 1:
                 self.counters["gaps"] += 1
                 self.needs_snapshot = True
-            missing = self._bids.update(data["b"]) + self._asks.update(data["a"])
+            missing = self._bids.update(bids) + self._asks.update(asks)
             self.counters["missing_deletes"] += missing
             self.counters["deltas"] += 1
-        else:
-            raise ValueError(f"{self.topic}: unknown orderbook message type {kind!r}")
         self.update_id = update_id
-        self.seq = int(data["seq"])
-        self.ts = int(message["ts"])
+        self.seq = seq
+        self.ts = ts
         return True
+
+    def reset(self) -> None:
+        """Forget every level (the book can no longer be trusted) until the next snapshot."""
+        self._bids.clear()
+        self._asks.clear()
+        self.update_id = self.seq = self.ts = None
+        self.needs_snapshot = True
+        self.counters["resets"] += 1
 
     def bids(self, n: int | None = None) -> list[tuple[float, float]]:
         """The best ``n`` bids (all when None) as ``(price, size)``, highest price first."""

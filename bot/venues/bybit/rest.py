@@ -52,7 +52,8 @@ class BybitRest:
     """Async client of Bybit's public v5 market endpoints; use as ``async with``.
 
     ``stats`` counts ``requests``, ``requests.<endpoint>``, ``retries``, ``retries.<kind>``
-    (e.g. ``retries.rate_limited``, ``retries.http_403``) and ``failures``, for status lines.
+    (e.g. ``retries.rate_limited``, ``retries.http_403``), ``failures`` and ``refused_bars``
+    (kline rows that broke the bar rules), for status lines.
     """
 
     def __init__(
@@ -142,7 +143,11 @@ class BybitRest:
             server_time = envelope.get("time")
             if not isinstance(server_time, int):
                 raise BadResponseError("no integer `time` in the envelope", f"kline {symbol}")
-            page = parse_klines(envelope["result"], step, server_time)
+            page, refused = parse_klines(envelope["result"], step, server_time)
+            if refused:
+                self.stats["refused_bars"] += len(refused)
+                log.warning("%s %s: refused %d kline row(s) from %s: %s", symbol, interval,
+                            len(refused), self.base_url, "; ".join(refused[:3]))  # fmt: skip
             page = page[(page["start"] >= start) & (page["start"] <= last)]
             if page.empty:
                 return

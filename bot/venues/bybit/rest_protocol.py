@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from bot.core.bar_rules import row_problems
 from bot.core.instruments import InstrumentSpec
 from bot.core.timeutil import MINUTE_MS
 
@@ -192,8 +193,10 @@ def empty_klines() -> pd.DataFrame:
     return frame
 
 
-def parse_klines(result: Mapping[str, Any], interval_ms: int, server_time_ms: int) -> pd.DataFrame:
-    """The closed bars of a /v5/market/kline ``result``, ascending.
+def parse_klines(
+    result: Mapping[str, Any], interval_ms: int, server_time_ms: int
+) -> tuple[pd.DataFrame, list[str]]:
+    """The closed bars of a /v5/market/kline ``result``, ascending, and why any row was refused.
 
     Rows are ``[start, open, high, low, close, volume, turnover]`` strings, newest first. The
     newest may be the candle still forming (start + interval > server time): it is left out,
@@ -202,19 +205,40 @@ def parse_klines(result: Mapping[str, Any], interval_ms: int, server_time_ms: in
     :data:`CLOSE_MARGIN_MS` before it is treated as forming too: if the server stamped ``time``
     a moment after reading its rows, that row may still hold the candle's partial values.
     Callers that need it (a backfill) simply ask again shortly after.
+
+    Every row must pass :mod:`bot.core.bar_rules` (a row that does not parse, or holds a price
+    of 0, ``inf``, high below low, a start off the grid or in the future, is refused): one bad
+    row costs that bar, never the page or the caller.
     """
     rows = result.get("list") or []
-    if not rows:
-        return empty_klines()
-    if any(len(row) != len(KLINE_COLUMNS) for row in rows):
-        raise ValueError(f"kline rows must have {len(KLINE_COLUMNS)} fields: {rows[0]!r}")
-    starts = np.array([int(row[0]) for row in rows], dtype=np.int64)
-    values = np.array([row[1:] for row in rows], dtype=np.float64)
-    closed = np.flatnonzero(starts + interval_ms <= server_time_ms - CLOSE_MARGIN_MS)
+    if not isinstance(rows, list):
+        return empty_klines(), [f"kline list is a {type(rows).__name__}, not an array"]
+    refused: list[str] = []
+    parsed: list[list[float]] = []
+    for row in rows:
+        try:
+            if len(row) != len(KLINE_COLUMNS):
+                raise ValueError(f"{len(row)} fields, not {len(KLINE_COLUMNS)}")
+            start = int(row[0])
+            parsed.append([start, *(float(x) for x in row[1:])])
+        except (TypeError, ValueError, OverflowError) as exc:
+            refused.append(f"unreadable row {str(row)[:80]}: {exc}")
+    if not parsed:
+        return empty_klines(), refused
+    starts = np.array([r[0] for r in parsed], dtype=np.int64)
+    values = np.array([r[1:] for r in parsed], dtype=np.float64)
+    bad, reasons = row_problems(
+        starts, values[:, :5], interval_ms, turnover=values[:, 5], now_ms=server_time_ms
+    )
+    refused += [f"bar {t}: {why}" for t, why in zip(starts[bad].tolist(), reasons, strict=True)]
+    closed = np.flatnonzero(~bad & (starts + interval_ms <= server_time_ms - CLOSE_MARGIN_MS))
     order = closed[np.argsort(starts[closed], kind="stable")]
+    if len(np.unique(starts[order])) != len(order):
+        refused.append("duplicate bar starts in one page: page ignored")
+        return empty_klines(), refused
     frame = pd.DataFrame(values[order], columns=list(KLINE_COLUMNS[1:]))
     frame.insert(0, "start", starts[order])
-    return frame
+    return frame, refused
 
 
 def parse_instruments(result: Mapping[str, Any]) -> dict[str, InstrumentSpec]:

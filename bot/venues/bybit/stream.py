@@ -9,7 +9,13 @@ made it miss are fetched over REST *before* any later bar of that symbol is pass
 REST catch-up runs after every (re)connect and whenever the stream has been quiet for a while,
 so an outage, or a lost final close, cannot leave a symbol behind.
 
-Malformed, duplicate and out-of-order messages are counted and logged, never fatal.
+Hostile or broken input is counted and logged, never fatal: a message that does not parse, a
+kline that breaks the bar rules, one of another interval or symbol, a duplicate or out-of-order
+update, an order-book frame the book cannot apply (the book is then reset and resubscribed).
+An update dated after the venue's clock is dropped before it can mark a symbol delivered up to
+that date, and no backfill treats candles that have not closed as delivered. Every close the
+websocket delivers is later compared with the venue's REST history; a bar REST reports
+differently is passed on as :class:`~bot.venues.bybit.klines.Corrected`.
 """
 
 from __future__ import annotations
@@ -27,10 +33,10 @@ import websockets
 from bot.config import VenueConfig
 from bot.core.events import Bar
 from bot.core.timeutil import interval_ms
-from bot.venues.bybit.klines import Closed, KlineTracker, Missing, Opened
-from bot.venues.bybit.orderbook import OrderBook
+from bot.venues.bybit.klines import CloseAudit, Closed, Corrected, KlineTracker, Missing, Opened
+from bot.venues.bybit.orderbook import BookMessageError, OrderBook
 from bot.venues.bybit.rest import BybitRest
-from bot.venues.bybit.rest_protocol import BybitError
+from bot.venues.bybit.rest_protocol import CLOSE_MARGIN_MS, BybitError
 from bot.venues.bybit.ws_protocol import (
     Ack,
     KlineUpdate,
@@ -45,7 +51,8 @@ from bot.venues.bybit.ws_protocol import (
 
 log = logging.getLogger(__name__)
 
-Sink = Callable[[Closed | Opened], Awaitable[None]]
+Event = Closed | Opened | Corrected
+Sink = Callable[[Event], Awaitable[None]]
 #: After a backfill found fewer candles than missing, retry this often before accepting a gap
 #: (the REST view of a candle that closed a moment ago may lag the websocket slightly).
 BACKFILL_RETRIES = 3
@@ -53,6 +60,10 @@ BACKFILL_RETRY_S = 0.5
 #: How long a symbol's later updates wait for a missing close before it is fetched over REST:
 #: a close that arrives a few messages late (reordered) then costs no request.
 REORDER_GRACE_S = 0.25
+#: How far an update may seem ahead of the venue's REST clock (different servers' clocks).
+CLOCK_SKEW_MS = 5_000
+#: What handling a message can raise on input no parser foresaw; caught, counted, dropped.
+INPUT_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError)
 
 
 class SubscriptionError(RuntimeError):
@@ -114,9 +125,9 @@ class PublicStream:
         self.sink = sink
         self.venue = venue
         self.catchup_s = catchup_s
-        self.books = {
-            s: OrderBook(s, venue.orderbook_depth) for s in self.symbols if venue.orderbook_depth
-        }
+        books = [OrderBook(s, venue.orderbook_depth) for s in self.symbols]
+        self.books = {b.topic: b for b in books} if venue.orderbook_depth else {}
+        self.audit = CloseAudit()
         self.stats: Counter[str] = Counter()
         self.connected = False
         self.last_receipt_ns = 0  # when the message being handled arrived (latency metrics)
@@ -247,8 +258,7 @@ class PublicStream:
         try:
             message = parse_message(raw)
         except MalformedMessageError as exc:
-            self.stats["malformed"] += 1
-            log.warning("dropped a malformed message: %s", exc)
+            self._drop("malformed message", exc)
             return
         if isinstance(message, Ack):
             if message.op in ("ping", "pong"):
@@ -263,14 +273,24 @@ class PublicStream:
         for update in message:
             await self._apply(update)
 
+    def _drop(self, what: str, exc: BaseException) -> None:
+        self.stats["malformed"] += 1
+        log.warning("dropped a %s: %s", what, str(exc)[:300] or type(exc).__name__)
+
     def _on_topic(self, message: TopicMessage) -> None:
-        symbol = message.topic.rsplit(".", 1)[-1]
-        book = self.books.get(symbol) if message.topic.startswith("orderbook.") else None
+        book = self.books.get(message.topic)
         if book is None:
             self.stats["unknown_topic"] += 1
-            log.warning("message for unexpected topic %s", message.topic)
+            log.warning("message for unexpected topic %s", message.topic[:100])
             return
-        if not book.apply(message.payload):
+        try:
+            applied = book.apply(message.payload)
+        except (BookMessageError, *INPUT_ERRORS) as exc:
+            self._drop(f"{book.topic} frame", exc)
+            book.reset()  # what the venue meant to send is unknown: start again from a snapshot
+            self._resnapshot.add(book.topic)
+            return
+        if not applied:
             self.stats["book_ignored"] += 1
         if book.needs_snapshot:
             self._resnapshot.add(book.topic)
@@ -293,6 +313,8 @@ class PublicStream:
         return max(min(waits), 0.001)
 
     async def _apply(self, update: KlineUpdate) -> None:
+        if not self.tracker.admits(update):
+            return  # another interval or symbol: counted by the tracker
         symbol = update.symbol
         held = self._held.get(symbol)
         last = self.tracker.last_closed(symbol)
@@ -305,7 +327,9 @@ class PublicStream:
                 self._held.setdefault(symbol, []).append(action.held)
                 self._held_since.setdefault(symbol, time.monotonic())
             else:
-                closed |= isinstance(action, Closed)
+                if isinstance(action, Closed):
+                    closed = True
+                    self.audit.note(action.bar)  # checked against REST at the next catch-up
                 await self.sink(action)
         if closed and symbol in self._held:
             await self._release(symbol)  # the late close came: replay what waited for it
@@ -318,24 +342,48 @@ class PublicStream:
 
     async def _backfill_expired_holds(self) -> None:
         """Fetch over REST the closes that did not turn up within the reorder grace (holds
-        outlive a reconnect; if its catch-up already filled the gap, they are just released)."""
+        outlive a reconnect; if its catch-up already filled the gap, they are just released).
+
+        The venue's clock decides first: an update dated after it cannot be real (a forged
+        or corrupted frame) and is dropped, so it can neither mark the candles before it
+        delivered nor hold back the real ones; and no candle that has not closed yet counts
+        as delivered."""
         now = time.monotonic()
+        server_now: int | None = None
         for symbol, since in list(self._held_since.items()):
             if now - since < REORDER_GRACE_S:
                 continue
-            first = self.tracker.last_closed(symbol) + self.step
-            last = self._held[symbol][0].start - self.step
-            if first <= last:
-                log.info(
-                    "%s: %d candle(s) missing before %d: backfilling over REST",
-                    symbol, (last - first) // self.step + 1, last + self.step,
-                )  # fmt: skip
-                await self._backfill(symbol, first, last)
+            if server_now is None:
+                server_now = await self.rest.server_time()
+            held = self._held[symbol]
+            kept = [u for u in held if self._plausible(u, server_now)]
+            if len(kept) < len(held):
+                self.stats["future_updates"] += len(held) - len(kept)
+                log.warning("%s: dropped %d update(s) dated after the venue's clock (%d)",
+                            symbol, len(held) - len(kept), server_now)  # fmt: skip
+                self._held[symbol] = kept
+            if kept:
+                first = self.tracker.last_closed(symbol) + self.step
+                newest_closed = (server_now // self.step) * self.step - self.step
+                last = min(kept[0].start - self.step, newest_closed)
+                if first <= last:
+                    log.info(
+                        "%s: %d candle(s) missing before %d: backfilling over REST",
+                        symbol, (last - first) // self.step + 1, last + self.step,
+                    )  # fmt: skip
+                    await self._backfill(symbol, first, last)
             await self._release(symbol)
+
+    def _plausible(self, update: KlineUpdate, server_now: int) -> bool:
+        """Whether the venue's clock allows the update: its candle has opened (and, for a
+        close, ended) by ``server_now``, read after the update arrived."""
+        end = update.start + (self.step if update.confirm else 0)
+        return end <= server_now + CLOCK_SKEW_MS
 
     async def _backfill(self, symbol: str, first: int, last: int) -> None:
         """Fetch closed candles ``first..last`` and pass them on; everything up to ``last``
-        counts as delivered afterwards (candles the venue itself lacks are counted)."""
+        counts as delivered afterwards (candles the venue itself lacks are counted). Callers
+        pass a ``last`` that has closed by the venue's clock."""
         wanted = (last - first) // self.step + 1
         bars: list[Bar] = []
         for attempt in range(BACKFILL_RETRIES + 1):
@@ -349,17 +397,34 @@ class PublicStream:
             await self.sink(closed)
 
     async def catch_up(self) -> None:
-        """Fetch, over REST, closed candles newer than the last delivered one of each symbol."""
+        """Fetch, over REST, closed candles newer than the last delivered one of each symbol,
+        and compare the websocket's closes since the last catch-up with REST's record."""
         self._last_catchup = time.monotonic()
         now = await self.rest.server_time()
         newest_closed = (now // self.step) * self.step - self.step
+        # what REST must report as closed by now (it holds back candles that just closed)
+        settled = ((now - CLOSE_MARGIN_MS) // self.step) * self.step - self.step
         for symbol in self.symbols:
             last = self.tracker.last_closed(symbol)
-            if last is None or newest_closed <= last:
+            audit_from = self.audit.first_pending(symbol)
+            if audit_from is not None and audit_from > settled:
+                audit_from = None  # nothing REST can confirm yet
+            new = last is not None and newest_closed > last
+            if not new and audit_from is None:
                 continue
-            frame = await self.rest.klines(symbol, self.interval, last + self.step, now)
+            lo = min(t for t in (audit_from, last + self.step if new else None) if t is not None)
+            frame = await self.rest.klines(symbol, self.interval, lo, now)
             bars = frame_bars(symbol, self.interval, frame)
-            if bars:
-                self.stats["caught_up"] += len(bars)
-                for closed in self.tracker.fill(symbol, bars, bars[-1].start):
+            if audit_from is not None:
+                for corrected in self.audit.check(symbol, bars, settled):
+                    self.stats["corrected"] += 1
+                    log.warning(
+                        "%s bar %d: the websocket's close differs from the venue's record; "
+                        "correcting it", symbol, corrected.bar.start,
+                    )  # fmt: skip
+                    await self.sink(corrected)
+            fresh = [b for b in bars if last is not None and b.start > last]
+            if fresh:
+                self.stats["caught_up"] += len(fresh)
+                for closed in self.tracker.fill(symbol, fresh, fresh[-1].start):
                     await self.sink(closed)

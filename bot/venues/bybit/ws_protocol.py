@@ -1,7 +1,8 @@
 """Bybit v5 public websocket messages, as pure functions (no sockets).
 
-Parsing is strict where it matters (a kline whose numbers do not parse, or whose ``end`` does
-not match its interval, is *malformed* and must never reach the engine) and tolerant where
+Parsing is strict where it matters (a kline whose numbers do not parse, whose ``end`` does not
+match its interval, or that breaks :mod:`bot.core.bar_rules` — a price of 0 or ``inf``, high
+below low, a negative volume — is *malformed* and must never reach the engine) and tolerant where
 Bybit varies (key order, ``req_id`` present or not, extra fields). Building requests respects
 Bybit's limits: at most 10 args per subscribe on spot, under 21,000 characters of args per
 connection elsewhere.
@@ -15,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from bot.core.bar_rules import bar_problem
 from bot.core.timeutil import interval_ms
 from bot.venues.bybit.intervals import NAMES, bybit_interval
 
@@ -152,8 +154,9 @@ def parse_klines(topic: str, message: dict[str, Any]) -> list[KlineUpdate]:
             raise MalformedMessageError(f"{topic}: confirm is not a boolean")
         if end != start + step - 1 or (start % step and step <= 86_400_000):
             raise MalformedMessageError(f"{topic}: start {start} / end {end} do not fit {interval}")
-        if not (lo <= min(o, c) and h >= max(o, c) and volume >= 0):
-            raise MalformedMessageError(f"{topic}: inconsistent bar o={o} h={h} l={lo} c={c}")
+        problem = bar_problem(start, o, h, lo, c, volume, step, turnover=turnover)
+        if problem is not None:
+            raise MalformedMessageError(f"{topic}: refused bar at {start}: {problem}")
         updates.append(
             KlineUpdate(symbol, interval, start, o, h, lo, c, volume, turnover, confirm, stamp)
         )
