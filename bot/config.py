@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 
 from bot.core.scheduler import parse_trigger
 from bot.core.timeutil import normalize_interval, to_ms
+from bot.redact import redact_data, redact_url, register_url_secrets
 
 
 class ConfigError(ValueError):
@@ -376,7 +377,18 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
-    """The settings as plain data with any password removed (for the runs table and logs)."""
-    data = settings.model_dump(mode="json")
-    data["store"]["url"] = make_url(settings.store.url).render_as_string(hide_password=True)
+    """The settings as plain data without credentials: the snapshot stored with each run, which
+    ``bot runs show`` prints, must hold no password or key in any form.
+
+    The URL-valued settings go through :func:`redact_url` (a userinfo password or bare token,
+    ``?password=``, ``?api_key=``), every other string through :func:`redact_data` (a strategy
+    parameter may hold a URL or a ``token``). Their secrets are registered for the log filter
+    too, so a program that builds settings without the CLI still keeps them out of its logs."""
+    urls = {"store": ["url"], "venue": ["rest_url", "ws_url"]}
+    data = redact_data(settings.model_dump(mode="json"))
+    for section, keys in urls.items():
+        for key in keys:
+            url = getattr(getattr(settings, section), key)
+            register_url_secrets(url)
+            data[section][key] = redact_url(url)
     return data

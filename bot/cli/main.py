@@ -21,6 +21,7 @@ from bot.cli import (
 from bot.cli.common import DEFAULT_CONFIG, UsageError
 from bot.config import ConfigError
 from bot.feeds.loaders import DataError
+from bot.redact import install_log_redaction
 from strategies.registry import StrategyNotFoundError, StrategyParameterError
 
 
@@ -53,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    install_log_redaction(sys.argv[1:] if argv is None else argv, args.config)
     try:
         return int(args.handler(args) or 0)
     except (
