@@ -17,6 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
+from bot.redact import redact_url
 from bot.store import migrate, schema
 from bot.store.bulk import insert_ignoring
 from bot.store.connect import create_engine
@@ -58,7 +59,7 @@ class Store:
         log.info("store open: %s", self)
 
     def __repr__(self) -> str:
-        return f"Store({self._engine.url.render_as_string(hide_password=True)!r})"
+        return f"Store({redact_url(self._engine.url)!r})"  # also ?password=, not only user:pw@
 
     def __enter__(self) -> Store:
         return self
