@@ -19,6 +19,9 @@ from typing import Any
 from strategies.api import Strategy
 
 GROUP = "bot.strategies"
+#: Most bars a strategy may look back over or warm up on (~9.5 years of 1m bars): beyond it the
+#: buffers alone need gigabytes per symbol, and the run would die of a MemoryError mid-way.
+MAX_LOOKBACK_BARS = 5_000_000
 
 
 class StrategyNotFoundError(LookupError):
@@ -68,6 +71,24 @@ def create(
             f"strategy {name!r} has no parameter {unknown[0]!r} (parameters: {', '.join(allowed)})"
         )
     try:
-        return cls(symbols, interval, **params)
-    except (TypeError, ValueError) as exc:
-        raise StrategyParameterError(f"strategy {name!r}: {exc}") from exc
+        strategy = cls(symbols, interval, **params)
+    except (TypeError, ValueError, ArithmeticError, MemoryError) as exc:
+        # ArithmeticError: int(1e400) in a constructor (OverflowError); MemoryError: a window
+        # allocated up front from an absurd parameter
+        reason = str(exc) or type(exc).__name__
+        raise StrategyParameterError(f"strategy {name!r}: {reason}") from exc
+    check_history(name, strategy)
+    return strategy
+
+
+def check_history(name: str, strategy: Strategy) -> None:
+    """Refuse a lookback or warm-up the engine could not hold in memory, naming the value."""
+    needs = {"lookback": strategy.lookback, "warmup": strategy.warmup}
+    needs.update({f"lookback on {k}": v for k, v in strategy.extra_intervals.items()})
+    for what, bars in needs.items():
+        if bars > MAX_LOOKBACK_BARS:
+            shown = f"{bars:,}" if bars < 1e15 else f"{bars:.3g}"
+            raise StrategyParameterError(
+                f"strategy {name!r}: {what} of {shown} bars is more than the "
+                f"{MAX_LOOKBACK_BARS:,} the engine can hold"
+            )
