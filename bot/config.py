@@ -10,8 +10,10 @@ snapshot stored with each run.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -26,9 +28,10 @@ from pydantic import (
     model_validator,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.core.scheduler import parse_trigger
-from bot.core.timeutil import normalize_interval, to_ms
+from bot.core.timeutil import DAY_MS, normalize_interval, to_ms
 from bot.redact import redact_data, redact_url, register_url_secrets
 
 
@@ -46,8 +49,45 @@ def _check_time(value: str | None) -> str | None:
 TimeText = Annotated[str | None, AfterValidator(_check_time)]
 
 
+def has_non_finite(value: Any) -> bool:
+    """Whether NaN or an infinity hides anywhere in free-form data (a number, list or table).
+
+    TOML reads ``inf``, ``nan`` and ``1e400`` as floats; in a strategy parameter or a
+    hyperparameter such a value is never meant and crashes far from where it was written."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(has_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(has_non_finite(v) for v in value)
+    return False
+
+
+def _finite_data(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("Input should be a finite number")
+    if has_non_finite(value):
+        raise ValueError("Input should hold only finite numbers")
+    return value
+
+
+#: A free-form value (strategy parameter, hyperparameter) without NaN or infinities inside.
+FiniteData = Annotated[Any, AfterValidator(_finite_data)]
+
+#: Bybit's highest leverage: a weight, gross exposure or allocation beyond it cannot be traded.
+MAX_LEVERAGE = 100.0
+#: Far above any account, and low enough that cash in 1e-8 USDT units fits in an int64.
+MAX_CASH = 1e10
+#: numpy and torch take seeds in [0, 2**32 - 1].
+MAX_SEED = 2**32 - 1
+#: Longest a network wait may be configured to last (seconds).
+MAX_WAIT_S = 3600.0
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: ``initial_cash = inf`` or ``--cash nan`` is an error naming the key,
+    # not a run whose every number turns to NaN.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class EngineConfig(_Section):
@@ -56,7 +96,7 @@ class EngineConfig(_Section):
     start: TimeText = None  # first bar start (date or ISO time, UTC), inclusive
     end: TimeText = None  # exclusive
     block_rows: int = Field(8192, ge=1, le=1_000_000)
-    grace_ms: int = Field(5_000, ge=0)
+    grace_ms: int = Field(5_000, ge=0, le=DAY_MS)  # longer, and a late symbol stalls the day
 
     @field_validator("symbols")
     @classmethod
@@ -86,20 +126,20 @@ class DataConfig(_Section):
     source: Literal["csv", "parquet", "store", "synthetic"] = "csv"
     path: str = "../shared/data/bybit-linear"  # relative paths: relative to the config file
     funding: bool = True  # apply funding from <path>/funding-8h/<SYMBOL>.csv when present
-    synthetic_bars: int = Field(10_000, ge=1)
-    synthetic_seed: int = 7
+    synthetic_bars: int = Field(10_000, ge=1, le=50_000_000)  # ~95 years of 1m bars
+    synthetic_seed: int = Field(7, ge=0, le=MAX_SEED)
 
 
 class PortfolioConfig(_Section):
-    initial_cash: float = Field(100_000.0, gt=0)
+    initial_cash: float = Field(100_000.0, gt=0, le=MAX_CASH)
     fee_bp: float = Field(5.5, ge=0, le=1_000)
     slippage_bp: float = Field(1.0, ge=0, le=1_000)
     rebalance_threshold: float = Field(0.01, ge=0, le=1)
 
 
 class RiskConfig(_Section):
-    max_weight: float = Field(1.0, gt=0)
-    max_gross: float = Field(1.0, gt=0)
+    max_weight: float = Field(1.0, gt=0, le=MAX_LEVERAGE)
+    max_gross: float = Field(1.0, gt=0, le=MAX_LEVERAGE)
     max_drawdown: float | None = Field(0.5, gt=0, le=1)
     allow_short: bool = False
 
@@ -116,8 +156,36 @@ class SchedulerConfig(_Section):
         return value
 
 
+#: Database backends the store supports (SQLAlchemy driver names start with one of these).
+STORE_BACKENDS = ("sqlite", "postgresql")
+
+
+def check_store_url(url: str) -> str:
+    """Refuse a store URL that SQLAlchemy cannot parse or whose backend the store does not run
+    on, before anything tries to open it. The message never repeats the URL (it may hold a
+    password): callers show it redacted."""
+    try:
+        drivername = make_url(url).drivername
+    except (ArgumentError, ValueError):
+        raise ValueError(
+            "not a database URL (expected e.g. sqlite:///bot.db or "
+            "postgresql+psycopg://user@host/db)"
+        ) from None
+    if not drivername.startswith(STORE_BACKENDS):
+        raise ValueError(
+            f"unsupported database {drivername!r}: the store runs on SQLite (sqlite:///FILE) "
+            "or PostgreSQL (postgresql+psycopg://user@host/db)"
+        )
+    return url
+
+
 class StoreConfig(_Section):
     url: str = "sqlite:///bot.db"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_store_url(value)
 
 
 class VenueConfig(_Section):
@@ -128,17 +196,20 @@ class VenueConfig(_Section):
     rest_url: str = "https://api.bybit.com"
     ws_url: str = "wss://stream.bybit.com/v5/public/linear"
     category: Literal["linear", "inverse", "spot"] = "linear"
-    request_timeout_s: float = Field(10.0, gt=0)
-    max_retries: int = Field(6, ge=0)
-    ping_interval_s: float = Field(20.0, gt=0)  # Bybit cuts silent connections after 10 min
-    pong_timeout_s: float = Field(10.0, gt=0)
-    reconnect_initial_s: float = Field(0.5, gt=0)
-    reconnect_max_s: float = Field(30.0, gt=0)
+    request_timeout_s: float = Field(10.0, gt=0, le=MAX_WAIT_S)
+    max_retries: int = Field(6, ge=0, le=100)  # beyond: ~an hour of retries, a hang
+    ping_interval_s: float = Field(20.0, gt=0, lt=600)  # Bybit cuts silent connections at 10 min
+    pong_timeout_s: float = Field(10.0, gt=0, le=MAX_WAIT_S)
+    reconnect_initial_s: float = Field(0.5, gt=0, le=MAX_WAIT_S)
+    reconnect_max_s: float = Field(30.0, gt=0, le=MAX_WAIT_S)
     orderbook_depth: Literal[0, 1, 50, 200, 500, 1000] = 0  # 0: no order book stream
+    # REST catch-up this often: closed bars the stream missed, and the websocket's closes
+    # compared with the venue's REST record (a contradicted one is corrected)
+    catchup_s: float = Field(30.0, gt=0, le=3600)
 
 
 class PaperConfig(_Section):
-    heartbeat_s: float = Field(60.0, gt=0)  # a status line in the log this often
+    heartbeat_s: float = Field(60.0, gt=0, le=DAY_MS / 1000)  # a status line this often
     until: TimeText = None  # stop after the step closing at this time (tests, demos)
 
 
@@ -174,9 +245,9 @@ class ExchangeConfig(_Section):
 
 class StrategyConfig(_Section):
     name: str
-    allocation: float = Field(1.0, gt=0)
+    allocation: float = Field(1.0, gt=0, le=MAX_LEVERAGE)
     symbols: list[str] | None = None  # default: all of engine.symbols
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, FiniteData] = Field(default_factory=dict)
 
 
 class InstrumentConfig(_Section):
@@ -202,13 +273,13 @@ class TrainSettings(_Section):
     batch_size: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0)
     patience: int | None = Field(None, ge=1)
-    seed: int = 7
+    seed: int = Field(7, ge=0, le=MAX_SEED)
     device: str = "auto"  # auto: CUDA when available
-    threads: int = Field(0, ge=0)  # CPU threads for torch; 0: torch's default (one per core)
-    cross_asset: dict[str, Any] = Field(default_factory=dict)
-    stockformer: dict[str, Any] = Field(default_factory=dict)
-    multiscale: dict[str, Any] = Field(default_factory=dict)
-    tabl: dict[str, Any] = Field(default_factory=dict)
+    threads: int = Field(0, ge=0, le=1024)  # CPU threads for torch; 0: torch's default
+    cross_asset: dict[str, FiniteData] = Field(default_factory=dict)
+    stockformer: dict[str, FiniteData] = Field(default_factory=dict)
+    multiscale: dict[str, FiniteData] = Field(default_factory=dict)
+    tabl: dict[str, FiniteData] = Field(default_factory=dict)
 
     @field_validator("horizons")
     @classmethod
@@ -296,7 +367,25 @@ def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return None
 
 
-def _describe(error: dict[str, Any], source: str) -> str:
+#: Keys whose values may hold a secret: shown redacted in messages.
+_SECRET_KEYS = ("store.url",)
+
+
+def _origin(key: str, flags: Mapping[str, str]) -> str | None:
+    """The flag (or environment variable) that set ``key`` or the table holding it."""
+    owners = [k for k in flags if key == k or key.startswith(f"{k}.")]
+    return flags[max(owners, key=len)] if owners else None
+
+
+def _shown(key: str, got: Any) -> str:
+    if isinstance(got, dict | list):
+        return ""
+    if key in _SECRET_KEYS and isinstance(got, str):
+        return f" (got {redact_url(got)!r})"
+    return f" (got {got!r})"
+
+
+def _describe(error: dict[str, Any], source: str, flags: Mapping[str, str]) -> str:
     loc = tuple(error.get("loc", ()))
     key = ".".join(str(p) for p in loc)
     if error.get("type") == "extra_forbidden":
@@ -311,35 +400,53 @@ def _describe(error: dict[str, Any], source: str) -> str:
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     if not key:
         return f"{source}: {message}"
-    got = error.get("input")
-    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    shown = _shown(key, error.get("input"))
+    flag = _origin(key, flags)
+    if flag is not None:  # the file is not at fault: name what the user typed
+        return f"{flag} ({key}): {message}{shown}"
     return f"{source}: {key}: {message}{shown}"
 
 
-def parse_settings(data: dict[str, Any], source: str = "config") -> Settings:
-    """Validate a config mapping; raises :class:`ConfigError` with a one-line message."""
+def parse_settings(
+    data: dict[str, Any], source: str = "config", flags: Mapping[str, str] | None = None
+) -> Settings:
+    """Validate a config mapping; raises :class:`ConfigError` with a one-line message.
+
+    ``flags`` maps dotted keys (or tables) set from outside ``source`` to what set them
+    (``{"portfolio.initial_cash": "--cash"}``), so their errors name the flag, not the file."""
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         # A misspelled key shows up twice (unknown + missing); the unknown one names the typo.
         errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")
         more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        raise ConfigError(_describe(errors[0], source) + more) from None
+        raise ConfigError(_describe(errors[0], source, flags or {}) + more) from None
 
 
-def load_settings(path: Path, overrides: dict[str, Any] | None = None) -> Settings:
-    """Read ``path`` (TOML), apply dotted-key ``overrides`` (from the CLI) and the environment."""
+def load_settings(
+    path: Path,
+    overrides: Mapping[str, Any] | None = None,
+    flags: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read ``path`` (TOML), apply the environment, then dotted-key ``overrides`` (from the
+    CLI; ``flags`` names the flag behind each, see :func:`parse_settings`).
+
+    A flag beats the environment as it beats the file: ``--store`` wins over BOT_STORE_URL."""
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    for dotted, value in (overrides or {}).items():
-        set_dotted(data, dotted, value)
+    origins: dict[str, str] = {}
     if url := os.environ.get("BOT_STORE_URL"):
         set_dotted(data, "store.url", url)
-    settings = parse_settings(data, str(path))
+        origins["store.url"] = "BOT_STORE_URL"
+    for dotted, value in (overrides or {}).items():
+        set_dotted(data, dotted, value)
+        origins.pop(dotted, None)
+    origins.update(flags or {})
+    settings = parse_settings(data, str(path), origins)
     return resolve_paths(settings, path.parent)
 
 
