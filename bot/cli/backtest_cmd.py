@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from backtest.metrics import format_table
 from backtest.report import plot_equity, write_json
 from backtest.runner import run_backtest
 from bot.cli.common import (
     HISTORY_FLAGS,
+    Overrides,
     UsageError,
     flag_overrides,
     parse_params,
@@ -46,14 +46,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def overrides(args: argparse.Namespace) -> dict[str, Any]:
+def overrides(args: argparse.Namespace) -> Overrides:
     out = flag_overrides(args, {
         **HISTORY_FLAGS, "fee_bp": "portfolio.fee_bp", "slippage_bp": "portfolio.slippage_bp",
         "cash": "portfolio.initial_cash", "threshold": "portfolio.rebalance_threshold",
         "max_drawdown": "risk.max_drawdown", "block_rows": "engine.block_rows",
     })  # fmt: skip
     if args.strategy:
-        out["strategies"] = [{"name": args.strategy, "params": parse_params(args.param)}]
+        params = parse_params(args.param)
+        out.set("strategies", [{"name": args.strategy, "params": params}], "--strategy")
+        for key in params:
+            out.flags[f"strategies.0.params.{key}"] = f"--param {key}"
     elif args.param:
         raise UsageError("--param needs --strategy (or set params in the config file)")
     return out

@@ -5,11 +5,18 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import (
+    ConfigError,
+    Settings,
+    check_store_url,
+    has_non_finite,
+    load_settings,
+)
+from bot.redact import redact_url
 
 DEFAULT_CONFIG = Path("config.toml")
 DEFAULT_STORE = "sqlite:///bot.db"
@@ -17,6 +24,21 @@ DEFAULT_STORE = "sqlite:///bot.db"
 
 class UsageError(Exception):
     """A problem with what the user asked for; printed as one line, exit status 2."""
+
+
+class Overrides(dict[str, Any]):
+    """Dotted config overrides from the command line that remember the flag behind each key,
+    so a bad value is reported as ``--cash (portfolio.initial_cash): ...``, not blamed on the
+    config file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: dotted key (or table) → the flag as the user typed it
+        self.flags: dict[str, str] = {}
+
+    def set(self, key: str, value: Any, flag: str) -> None:
+        self[key] = value
+        self.flags[key] = flag
 
 
 def parse_value(text: str) -> Any:
@@ -27,19 +49,28 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
+def parse_params(pairs: Sequence[str], flag: str = "--param") -> dict[str, Any]:
+    """``key=value`` pairs of a repeatable ``flag``; NaN and infinities (``1e400`` reads as
+    ``inf``) are refused here, naming the flag and the key."""
     params: dict[str, Any] = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--param {pair!r}: write key=value")
-        params[key.strip()] = parse_value(value.strip())
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} {pair!r}: write key=value")
+        value = parse_value(text.strip())
+        if has_non_finite(value):
+            raise UsageError(f"{flag} {key.strip()}={text.strip()}: not a finite number")
+        params[key.strip()] = value
     return params
 
 
 def parse_symbols(text: str) -> list[str]:
-    """``--symbols btcusdt, ETHUSDT`` → ``["BTCUSDT", "ETHUSDT"]``."""
-    return [s.strip().upper() for s in text.split(",") if s.strip()]
+    """``--symbols btcusdt, ETHUSDT`` → ``["BTCUSDT", "ETHUSDT"]``; an empty list is a mistake
+    (``--symbols ""`` from an unset shell variable), never "the config's symbols"."""
+    symbols = [s.strip().upper() for s in text.split(",") if s.strip()]
+    if not symbols:
+        raise UsageError(f"--symbols {text!r}: give at least one symbol, e.g. BTCUSDT,ETHUSDT")
+    return symbols
 
 
 #: flags that choose the bars a command reads, and the config keys they override
@@ -49,35 +80,57 @@ HISTORY_FLAGS = {
 }  # fmt: skip
 
 
-def flag_overrides(args: argparse.Namespace, keys: dict[str, str]) -> dict[str, Any]:
+def flag_name(attr: str) -> str:
+    """The option an argparse attribute came from (``fee_bp`` → ``--fee-bp``)."""
+    return "--" + attr.replace("_", "-")
+
+
+def flag_overrides(args: argparse.Namespace, keys: dict[str, str]) -> Overrides:
     """Dotted config overrides for the flags the user gave (``keys``: attribute → key), plus
     ``--symbols`` and ``--data`` (a folder, resolved from where the user typed it) when the
     command has them."""
-    out = {key: getattr(args, attr) for attr, key in keys.items()
-           if getattr(args, attr, None) is not None}  # fmt: skip
-    if getattr(args, "symbols", None):
-        out["engine.symbols"] = parse_symbols(args.symbols)
+    out = Overrides()
+    for attr, key in keys.items():
+        if getattr(args, attr, None) is not None:
+            out.set(key, getattr(args, attr), flag_name(attr))
+    if getattr(args, "symbols", None) is not None:
+        out.set("engine.symbols", parse_symbols(args.symbols), "--symbols")
     if getattr(args, "data", None) is not None:
-        out["data.path"] = str(args.data.resolve())
+        out.set("data.path", str(args.data.resolve()), "--data")
     return out
 
 
-def settings_from(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Settings:
+def settings_from(args: argparse.Namespace, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """The config file with ``overrides`` applied; errors in values from flags name the flag
+    when ``overrides`` is an :class:`Overrides`."""
     path = Path(args.config)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found (pass --config FILE)")
-    return load_settings(path, overrides)
+    flags = overrides.flags if isinstance(overrides, Overrides) else None
+    return load_settings(path, overrides, flags)
 
 
 def store_url(args: argparse.Namespace) -> str:
-    """``--store``, else ``BOT_STORE_URL``, else the config's ``store.url``, else bot.db here."""
+    """``--store``, else ``BOT_STORE_URL``, else the config's ``store.url``, else bot.db here.
+
+    Checked like ``store.url`` in the config, so a mistyped ``--store`` is one line naming it
+    rather than a driver's traceback."""
     if getattr(args, "store", None):
-        return args.store
+        return checked_url(args.store, "--store")
     if url := os.environ.get("BOT_STORE_URL"):
-        return url
+        return checked_url(url, "BOT_STORE_URL")
     if Path(args.config).exists():
         return settings_from(args).store.url
     return DEFAULT_STORE
+
+
+def checked_url(url: str, origin: str) -> str:
+    """``url`` if the store can run on it; else a :class:`UsageError` naming ``origin`` and
+    showing the URL without its secrets."""
+    try:
+        return check_store_url(url)
+    except ValueError as exc:
+        raise UsageError(f"{origin} (store.url): {exc} (got {redact_url(url)!r})") from None
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:

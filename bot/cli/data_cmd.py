@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 
+import pandas as pd
 from tqdm import tqdm
 
 from bot.cli.common import UsageError, parse_symbols, settings_from, store_url, table
 from bot.core.timeutil import iso, normalize_interval, to_ms
-from bot.feeds.loaders import read_bars
+from bot.feeds.loaders import DataError, read_bars
 from bot.store import Store
 from bot.venues.bybit.fetch import fetch_funding_to_store, fetch_klines_to_store
 from bot.venues.bybit.rest import BybitRest
@@ -58,31 +60,56 @@ def bar_files(paths: list[Path]) -> list[Path]:
 
 
 def import_files(args: argparse.Namespace) -> int:
+    """All or nothing: every file is read and checked before the store is touched, and the
+    bars of all of them are written in one transaction."""
     interval = normalize_interval(args.interval)
     files = bar_files(args.paths)
     if args.symbol and len(files) > 1:
         raise UsageError("--symbol only makes sense with a single file")
-    store = Store(store_url(args))
-    rows = []
+    url = store_url(args)
+    frames = read_all(files, interval, args.symbol)
+    store = Store(url)
     try:
-        for path in tqdm(files, unit="file", desc="import", leave=False):
-            symbol = args.symbol or path.name.split(".")[0].upper()
-            frame = read_bars(path, interval)
-            inserted = store.upsert_klines(symbol, interval, frame)
-            rows.append([symbol, interval, f"{len(frame):,}", f"{inserted:,}",
-                         f"{len(frame) - inserted:,}"])  # fmt: skip
+        inserted = store.import_klines(frames)
     finally:
         store.close()
+    rows = [[symbol, interval, f"{len(frame):,}", f"{new:,}", f"{len(frame) - new:,}"]
+            for (symbol, _, frame), new in zip(frames, inserted, strict=True)]  # fmt: skip
     print(table(rows, ["symbol", "interval", "rows read", "new", "already stored"]))
     return 0
 
 
+def read_all(
+    files: list[Path], interval: str, symbol: str | None
+) -> list[tuple[str, str, pd.DataFrame]]:
+    """``(symbol, interval, bars)`` of every file; if any file is refused, each refused one is
+    printed with its reason and the import stops before writing anything."""
+    frames, refused = [], []
+    for path in tqdm(files, unit="file", desc="read", leave=False, disable=None):  # None: tty only
+        try:
+            frames.append((symbol or symbol_of(path), interval, read_bars(path, interval)))
+        except DataError as exc:
+            refused.append(str(exc))
+    if len(files) == 1 and refused:
+        raise DataError(f"{refused[0]}; nothing was imported")
+    if refused:
+        for reason in refused:
+            print(f"bot: {reason}", file=sys.stderr)
+        raise DataError(f"{len(refused)} of {len(files)} files refused; nothing was imported")
+    return frames
+
+
+def symbol_of(path: Path) -> str:
+    """``BTCUSDT.csv.gz`` → ``BTCUSDT``."""
+    return path.name.split(".")[0].upper()
+
+
 def fetch_data(args: argparse.Namespace) -> int:
     """Idempotent and resumable: only spans the store lacks are requested, page by page."""
+    symbols = parse_symbols(args.symbols)
     overrides = {"venue.target": "local"} if args.local else {}
     settings = settings_from(args, overrides)
     rest_url, _ = settings.venue_urls()
-    symbols = parse_symbols(args.symbols)
     interval = normalize_interval(args.interval)
     start = to_ms(args.start)
 

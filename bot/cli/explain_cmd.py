@@ -45,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
     strategy = strategy_for_model(meta["model"])(
         symbols, interval, checkpoint=str(args.checkpoint), features=meta["feature_spec"]["names"]
     )
-    overrides = {"engine.symbols": symbols, "engine.interval": interval,
-                 **flag_overrides(args, HISTORY_FLAGS)}  # fmt: skip
+    overrides = flag_overrides(args, HISTORY_FLAGS)
+    overrides.update({"engine.symbols": symbols, "engine.interval": interval})
     settings = settings_from(args, overrides)
     span = warmup_span_ms([(strategy, 1.0)], interval)
     warmup, traded, _ = load_history(settings, warmup_ms=span)

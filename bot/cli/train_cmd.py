@@ -20,6 +20,7 @@ import torch
 from backtest.runner import load_history
 from bot.cli.common import (
     HISTORY_FLAGS,
+    Overrides,
     UsageError,
     flag_overrides,
     parse_params,
@@ -64,13 +65,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def overrides(args: argparse.Namespace) -> dict[str, Any]:
+def overrides(args: argparse.Namespace) -> Overrides:
     out = flag_overrides(args, {
         **HISTORY_FLAGS, "epochs": "train.epochs", "horizon": "train.horizon",
         "seed": "train.seed", "device": "train.device", "threads": "train.threads",
     })  # fmt: skip
-    for key, value in parse_params(args.hyper).items():
-        out[f"train.{args.model}.{key}"] = value
+    for key, value in parse_params(args.hyper, "--set").items():
+        out.set(f"train.{args.model}.{key}", value, f"--set {key}")
     return out
 
 
