@@ -312,6 +312,13 @@ def register_environment_secrets(
             register_text_secrets(value, registry)
 
 
+def scrub_text(text: str, registry: SecretRegistry = SECRETS) -> str:
+    """``text`` without registered secrets (in any encoding) and without URL credentials: for
+    what reaches a person without passing through logging, such as the CLI's one-line error
+    messages and a traceback it prints."""
+    return redact_text(registry.scrub(text))
+
+
 class SecretFilter(logging.Filter):
     """Scrubs log records on a handler: the message after formatting (its ``args`` are merged
     in and dropped, so no handler formats the raw ones again), the exception text and the stack
@@ -323,7 +330,7 @@ class SecretFilter(logging.Filter):
         self.registry = registry
 
     def scrub(self, text: str) -> str:
-        return redact_text(self.registry.scrub(text))
+        return scrub_text(text, self.registry)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

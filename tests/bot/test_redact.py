@@ -28,6 +28,7 @@ from bot.redact import (
     redact_url,
     register_environment_secrets,
     register_url_secrets,
+    scrub_text,
     url_secrets,
 )
 
@@ -224,6 +225,14 @@ def test_a_secret_inside_basic_auth_cannot_be_decoded_after_scrubbing(user):
         scrubbed = registry.scrub(header)
         assert MASK in scrubbed
         assert not any(value[2:-2].encode() in decoded for decoded in _decodings(scrubbed))
+
+
+def test_scrub_text_covers_registered_values_and_unregistered_urls():
+    registry = SecretRegistry()
+    registry.register("hunter22")
+    encoded = base64.b64encode(b"hunter22").decode()
+    text = f"bot: cannot open {encoded} (hunter22) at https://u:other-pw@h/x"
+    assert scrub_text(text, registry) == "bot: cannot open *** (***) at https://u:***@h/x"
 
 
 def test_short_and_empty_values_are_not_registered():
