@@ -154,3 +154,5 @@ class RunEvent:
     time: int
     kind: str
     detail: dict[str, Any] = field(default_factory=dict)
+    #: Tells apart events of one kind at one time (a symbol, say); an event is kept once.
+    key: str = ""

@@ -19,15 +19,29 @@ from sqlalchemy.engine import Connection, Dialect
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
-def insert_ignoring(table: sa.Table, conflict: Sequence[str], dialect: Dialect) -> sa.Insert:
-    """``INSERT ... ON CONFLICT (conflict) DO NOTHING``: replays and re-imports add nothing."""
+def _insert(table: sa.Table, dialect: Dialect) -> sa.Insert:
     try:
-        insert = _INSERTS[dialect.name]
+        return _INSERTS[dialect.name](table)
     except KeyError:
         raise NotImplementedError(
             f"the store supports SQLite and PostgreSQL, not {dialect.name!r}"
         ) from None
-    return insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+
+
+def insert_ignoring(table: sa.Table, conflict: Sequence[str], dialect: Dialect) -> sa.Insert:
+    """``INSERT ... ON CONFLICT (conflict) DO NOTHING``: replays and re-imports add nothing."""
+    return _insert(table, dialect).on_conflict_do_nothing(index_elements=list(conflict))
+
+
+def upsert(
+    table: sa.Table, conflict: Sequence[str], update: Sequence[str], dialect: Dialect
+) -> sa.Insert:
+    """``INSERT ... ON CONFLICT (conflict) DO UPDATE SET update = excluded.update``: for the
+    rare rows that must replace what is stored (a bar the venue corrected)."""
+    insert = _insert(table, dialect)
+    return insert.on_conflict_do_update(
+        index_elements=list(conflict), set_={name: insert.excluded[name] for name in update}
+    )
 
 
 class BulkStatement:

@@ -14,8 +14,10 @@ from bot.store.encoding import dumps
 SERIALIZED = "bot_store_serialized"
 #: Key of the PostgreSQL advisory lock that serializes those transactions.
 _PG_LOCK_KEY = 0x626F7473746F7265  # "botstore"
-#: Seconds a SQLite writer waits for another one (a million-bar import holds the lock ~5 s).
-_SQLITE_BUSY_TIMEOUT = 60
+#: Seconds one SQLite statement waits for another writer's lock. Short on purpose: the store
+#: retries locked writes itself (a million-bar import holds the lock ~5 s), logging each wait,
+#: so a lock held by another process shows up in the log instead of as a silent minute.
+_SQLITE_BUSY_TIMEOUT = 2
 
 
 def create_engine(url: str | sa.URL) -> Engine:

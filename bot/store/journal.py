@@ -15,8 +15,13 @@ foreground, so a step's records are committed before it moves on.
 Rows of each table are written in the order they were recorded. Inserts run before the order
 status updates in a flush, so an update always finds its order, whether that was recorded in
 this flush or an earlier one. Every insert that a restart could replay (decisions, orders,
-fills, equity points, bars) ignores rows that exist already: a resumed run sharing a run id
-adds no duplicates, and a replayed ``New`` order never resets a status it had reached.
+fills, equity points, bars, events) ignores rows that exist already: a resumed run sharing a
+run id adds no duplicates, and a replayed ``New`` order never resets a status it had reached.
+Bars the venue corrected are the one exception: :meth:`StoreJournal.record_bar_revision`
+writes over the stored bar, in the same transaction as the event that says so.
+
+A daemon's journal has a *fence*: every transaction first checks that its run's lease is still
+this process's and its database still the one it opened, and writes nothing otherwise.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from bot.core.events import Decision, Fill, Order, Panel, RunEvent
 from bot.store.bulk import BulkStatement
@@ -87,15 +92,21 @@ class StoreJournal:
         run_id: str,
         batch_rows: int = 20_000,
         background: bool = False,
+        *,
+        fence: Callable[[Connection], None] | None = None,
+        retry: Callable[[Callable[[], None], str], None] | None = None,
     ):
         if batch_rows < 1:
             raise ValueError("batch_rows must be >= 1")
         self.run_id = run_id
         self.batch_rows = batch_rows
         self._engine = engine
+        self._fence = fence
+        self._retry = retry
         self._writer = BackgroundWriter(self._write) if background else None
         self._pending = 0
         self._bars: list[tuple] = []
+        self._revised_bars: list[tuple] = []
         self._decisions: list[tuple] = []
         self._orders: list[tuple] = []
         self._fills: list[tuple] = []
@@ -108,6 +119,7 @@ class StoreJournal:
         # flush order: every insert before the status updates that may refer to it
         self._batches: tuple[tuple[BulkStatement, list[tuple]], ...] = (
             (writes.klines, self._bars),
+            (writes.klines_revised, self._revised_bars),
             (writes.decisions, self._decisions),
             (writes.orders, self._orders),
             (writes.fills, self._fills),
@@ -131,6 +143,12 @@ class StoreJournal:
             rows = panel_rows(interval, panel.slice(lo, lo + step))
             self._bars.extend(rows)
             self._added(len(rows))
+
+    def record_bar_revision(self, interval: str, panel: Panel) -> None:
+        """Store the bars of ``panel`` *over* the stored ones: the venue corrected them."""
+        rows = panel_rows(interval, panel)
+        self._revised_bars.extend(rows)
+        self._added(len(rows))
 
     def record_decision(self, decision: Decision) -> None:
         self._decisions.append(
@@ -207,7 +225,9 @@ class StoreJournal:
         self._added(1)
 
     def record_event(self, event: RunEvent) -> None:
-        self._events.append((self.run_id, int(event.time), event.kind, dumps(event.detail)))
+        self._events.append(
+            (self.run_id, int(event.time), event.kind, event.key, dumps(event.detail))
+        )
         self._added(1)
 
     def record_progress(self, time: int) -> None:
@@ -237,9 +257,20 @@ class StoreJournal:
             self._writer.close()
 
     def _write(self, batch: Batch) -> None:
-        with self._engine.begin() as conn:
-            for statement, rows in batch:
-                statement.execute(conn, rows)
+        """One transaction, opened by the fence (if any), retried while the database is
+        locked elsewhere (if given a retry policy)."""
+
+        def attempt() -> None:
+            with self._engine.begin() as conn:
+                if self._fence is not None:
+                    self._fence(conn)
+                for statement, rows in batch:
+                    statement.execute(conn, rows)
+
+        if self._retry is None:
+            attempt()
+        else:
+            self._retry(attempt, "writing the run's journal")
 
     def _added(self, rows: int) -> None:
         self._pending += rows

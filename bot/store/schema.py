@@ -53,6 +53,11 @@ runs = sa.Table(
     sa.Column("data_end", sa.BigInteger),
     # close of the last step whose journal rows are committed (a restart resumes after it)
     sa.Column("last_step", sa.BigInteger),
+    # the one process driving the run (a daemon): who, when it last said so (the database's
+    # clock, epoch ms) and when its claim lapses unless renewed; NULL owner: nobody
+    sa.Column("lease_owner", sa.String(200)),
+    sa.Column("lease_heartbeat", sa.BigInteger),
+    sa.Column("lease_expires", sa.BigInteger),
     sa.Index("ix_runs_started_at", "started_at"),
 )
 
@@ -157,8 +162,11 @@ events = sa.Table(
     _run_id(),
     sa.Column("time", sa.BigInteger, nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
+    # tells apart events of one kind at one time (e.g. the symbol); '' when there is one
+    sa.Column("key", sa.String(64), nullable=False, server_default=""),
     sa.Column("detail", sa.JSON, nullable=False),
-    sa.Index("ix_events_run_id_time", "run_id", "time"),
+    # an event happens once: a replayed or doubled one adds nothing
+    sa.UniqueConstraint("run_id", "time", "kind", "key"),
 )
 
 funding_rates = sa.Table(
@@ -189,4 +197,13 @@ models = sa.Table(
     sa.Column("code_version", sa.String(64), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Index("ix_models_created_at", "created_at"),
+)
+
+store_meta = sa.Table(
+    "store_meta",
+    metadata,
+    # one row: a random id given to the database when it is created, so a process can tell
+    # that "its" database was replaced under it (restored, recreated, another file)
+    sa.Column("store_id", sa.String(32), primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
 )

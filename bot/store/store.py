@@ -4,23 +4,39 @@ Opening a store upgrades its schema to the newest migration, so a database writt
 version of the bot is brought forward before anything reads it. Bulk writes (kline imports,
 journals) go through statements compiled once per engine (see :mod:`bot.store.bulk`); the rest
 is plain SQLAlchemy Core.
+
+Faults are named, never tracebacks (:mod:`bot.store.faults`): a database that cannot be opened
+is a :class:`StoreOpenError`; writes that meet a lock held by another process are retried for
+``lock_timeout_s`` with a log line per wait; :meth:`Store.check_alive` tells a process that its
+database was deleted or replaced. Runs are leased to one process at a time (:mod:`.lease`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from alembic.util.exc import CommandError
 from sqlalchemy.engine import Connection, Engine, Row
 
 from bot.redact import redact_url
-from bot.store import migrate, schema
+from bot.store import lease, migrate, schema
 from bot.store.bulk import insert_ignoring
 from bot.store.connect import create_engine
+from bot.store.faults import (
+    LeaseHeldError,
+    LeaseLostError,
+    Retrying,
+    StoreGoneError,
+    StoreOpenError,
+    StoreUnavailableError,
+    cause,
+)
 from bot.store.journal import StoreJournal
 from bot.store.klines import COLUMNS as KLINE_COLUMNS
 from bot.store.klines import frame_chunks, to_frame
@@ -37,6 +53,16 @@ LIVE_STATUSES = ("running", "stopped")
 MIN_PREFIX = 4
 #: Kline rows per executemany and per fetched partition: bounds memory on million-row imports.
 KLINE_CHUNK_ROWS = 50_000
+#: How long writes keep retrying a database locked by another process before giving up.
+LOCK_TIMEOUT_S = 60.0
+
+T = TypeVar("T")
+#: What opening a database can fail with: a bad or unsupported URL, a missing driver, a file
+#: that is not a database, read-only or in an unwritable folder, a server that does not
+#: answer, a schema newer than this code.
+_OPEN_FAILURES = (
+    sa.exc.SQLAlchemyError, OSError, NotImplementedError, ImportError, CommandError, ValueError,
+)  # fmt: skip
 
 _JOURNAL_TABLES: dict[str, sa.Table] = {
     "decisions": schema.decisions,
@@ -52,14 +78,26 @@ class Store:
     """A database of runs, klines and journals, opened (and migrated) from a SQLAlchemy URL
     such as ``sqlite:///data/bot.db`` or ``postgresql+psycopg://user@host/db``."""
 
-    def __init__(self, url: str | sa.URL):
-        self._engine = create_engine(url)
-        self._writes = Writes(self._engine.dialect)  # fails fast on an unsupported backend
-        migrate.upgrade(self._engine)
-        log.info("store open: %s", self)
+    def __init__(self, url: str | sa.URL, *, lock_timeout_s: float = LOCK_TIMEOUT_S):
+        self.shown_url = redact_url(url)
+        self._retry = Retrying(self.shown_url, lock_timeout_s)
+        try:
+            self._engine = create_engine(url)
+            self._writes = Writes(self._engine.dialect)  # fails fast on an unsupported backend
+            self._file = _sqlite_file(self._engine.url)
+            existed = self._file is None or self._file.exists()
+            self._retry(lambda: migrate.upgrade(self._engine), "opening the database")
+            self._store_id = self._read_store_id()
+            self._file_id = _file_id(self._file)
+        except StoreUnavailableError as exc:
+            raise StoreOpenError(f"cannot open store {self.shown_url}: {exc}") from None
+        except _OPEN_FAILURES as exc:
+            raise StoreOpenError(f"cannot open store {self.shown_url}: {cause(exc)}") from None
+        self.created = not existed
+        log.info("store open: %s%s", self.shown_url, " (new database)" if self.created else "")
 
     def __repr__(self) -> str:
-        return f"Store({redact_url(self._engine.url)!r})"  # also ?password=, not only user:pw@
+        return f"Store({self.shown_url!r})"
 
     def __enter__(self) -> Store:
         return self
@@ -74,6 +112,104 @@ class Store:
     def close(self) -> None:
         """Close pooled connections (journals must be flushed first)."""
         self._engine.dispose()
+
+    def _write(self, work: Callable[[Connection], T], what: str) -> T:
+        """Run ``work`` in one transaction, retrying while another process holds the lock."""
+
+        def attempt() -> T:
+            with self._engine.begin() as conn:
+                return work(conn)
+
+        return self._retry(attempt, what)
+
+    # -- identity: is this still the database we opened? -------------------------------------------
+    def _read_store_id(self) -> str:
+        with self._engine.connect() as conn:
+            return conn.scalar(sa.select(schema.store_meta.c.store_id))
+
+    def check_alive(self, deep: bool = True) -> None:
+        """Raise :class:`StoreGoneError` if the database file was deleted or replaced since this
+        store opened it, or (``deep``: one query) the database is another one now.
+
+        SQLite keeps writing happily into a deleted file's ghost; without this check a daemon
+        would journal into nothing until it stopped, and its next start would open a new run."""
+        if self._file is not None:
+            try:
+                now = _file_id(self._file)
+            except FileNotFoundError:
+                raise StoreGoneError(
+                    f"store {self.shown_url}: the database file was deleted while in use"
+                ) from None
+            if now != self._file_id:
+                raise StoreGoneError(f"store {self.shown_url}: the database file was replaced")
+        if deep:
+            try:
+                found = self._read_store_id()
+            except sa.exc.SQLAlchemyError as exc:
+                raise StoreGoneError(
+                    f"store {self.shown_url}: cannot read it any more ({cause(exc)})"
+                ) from None
+            if found != self._store_id:
+                raise StoreGoneError(f"store {self.shown_url}: it is a different database now")
+
+    # -- leases: one process drives a run ----------------------------------------------------------
+    def acquire_lease(self, run_id: str, owner: str, ttl_s: float, *, force: bool = False) -> None:
+        """Claim run ``run_id`` for ``owner`` (see :mod:`bot.store.lease`); raises
+        :class:`LeaseHeldError` naming the live holder unless ``force``."""
+
+        def claim(conn: Connection) -> lease.Holder | None:
+            if conn.scalar(sa.select(schema.runs.c.id).where(schema.runs.c.id == run_id)) is None:
+                raise LookupError(f"no run {run_id!r}")
+            holder = lease.current(conn, run_id)
+            if holder is not None and holder.owner != owner:
+                if force:
+                    log.warning("run %s: taking the lease over from %s (--force)", run_id,
+                                holder.describe())  # fmt: skip
+                elif holder.is_dead_here():
+                    log.warning("run %s: its last holder (pid %s) is gone; taking over",
+                                run_id, holder.pid)  # fmt: skip
+            return lease.acquire(conn, run_id, owner, int(ttl_s * 1000), force)
+
+        holder = self._write(claim, "claiming the run")
+        if holder is not None:
+            raise LeaseHeldError(
+                f"run {run_id} is driven by another daemon ({holder.describe()}); stop it, "
+                "or take over with --force"
+            )
+
+    def renew_lease(self, run_id: str, owner: str, ttl_s: float) -> None:
+        """Extend the lease; :class:`LeaseLostError` when it is no longer ``owner``'s."""
+        if not self._write(
+            lambda conn: lease.renew(conn, run_id, owner, int(ttl_s * 1000)), "renewing the lease"
+        ):
+            raise LeaseLostError(self._lost(run_id))
+
+    def release_lease(self, run_id: str, owner: str) -> None:
+        self._write(lambda conn: lease.release(conn, run_id, owner), "releasing the lease")
+
+    def lease_holder(self, run_id: str) -> lease.Holder | None:
+        with self._engine.connect() as conn:
+            return lease.current(conn, run_id)
+
+    def _lost(self, run_id: str) -> str:
+        try:
+            holder = self.lease_holder(run_id)
+        except sa.exc.SQLAlchemyError:
+            holder = None
+        by = f" by {holder.describe()}" if holder else ""
+        return f"run {run_id}: this daemon's lease was taken over{by}; it stops without writing"
+
+    def _fence(self, run_id: str, owner: str, ttl_s: float) -> Callable[[Connection], None]:
+        """The check every journal transaction of a leased run starts with: the database is
+        still the one opened, and the lease still ours (renewed by the same statement)."""
+        ttl_ms = int(ttl_s * 1000)
+
+        def fence(conn: Connection) -> None:
+            self.check_alive(deep=False)
+            if not lease.renew(conn, run_id, owner, ttl_ms):
+                raise LeaseLostError(self._lost(run_id))
+
+        return fence
 
     # -- runs ------------------------------------------------------------------------------------
     def create_run(
@@ -96,8 +232,9 @@ class Store:
             raise ValueError(f"run kind must be one of {RUN_KINDS}, not {kind!r}")
         runs = schema.runs
         insert = insert_ignoring(runs, ("id",), self._engine.dialect).returning(runs.c.id)
-        with self._engine.begin() as conn:
-            created = conn.execute(
+
+        def create(conn: Connection) -> Row | None:
+            return conn.execute(
                 insert.values(
                     id=run_id,
                     kind=kind,
@@ -111,9 +248,10 @@ class Store:
                     data_start=data_start,
                     data_end=data_end,
                 )
-            )
-            if created.first() is None:  # the id was taken: nothing inserted
-                raise ValueError(f"run {run_id!r} exists already")
+            ).first()
+
+        if self._write(create, "recording the run") is None:  # the id was taken
+            raise ValueError(f"run {run_id!r} exists already")
 
     def finish_run(
         self,
@@ -127,31 +265,24 @@ class Store:
         if status not in END_STATUSES:
             raise ValueError(f"a run finishes as one of {END_STATUSES}, not {status!r}")
         runs = schema.runs
-        with self._engine.begin() as conn:
-            done = conn.execute(
-                runs.update()
-                .where(runs.c.id == run_id)
-                .values(
-                    finished_at=finished_at,
-                    status=status,
-                    metrics=metrics,
-                    halted_reason=halted_reason,
-                )
+        update = (
+            runs.update()
+            .where(runs.c.id == run_id)
+            .values(
+                finished_at=finished_at, status=status, metrics=metrics, halted_reason=halted_reason
             )
-            if done.rowcount == 0:
-                raise LookupError(f"no run {run_id!r}")
+        )
+        if self._write(lambda conn: conn.execute(update).rowcount, "finishing the run") == 0:
+            raise LookupError(f"no run {run_id!r}")
 
     def set_run_status(self, run_id: str, status: str) -> None:
         """Mark a run ``running`` (a daemon resumed it) or ``stopped`` (it stopped cleanly)."""
         if status not in LIVE_STATUSES:
             raise ValueError(f"a live run's status is one of {LIVE_STATUSES}, not {status!r}")
         runs = schema.runs
-        with self._engine.begin() as conn:
-            done = conn.execute(
-                runs.update().where(runs.c.id == run_id).values(status=status, finished_at=None)
-            )
-            if done.rowcount == 0:
-                raise LookupError(f"no run {run_id!r}")
+        update = runs.update().where(runs.c.id == run_id).values(status=status, finished_at=None)
+        if self._write(lambda conn: conn.execute(update).rowcount, "setting the run status") == 0:
+            raise LookupError(f"no run {run_id!r}")
 
     def resumable_runs(self, kind: str) -> list[dict[str, Any]]:
         """Runs of ``kind`` a daemon may pick up again (running or stopped), newest first."""
@@ -202,11 +333,7 @@ class Store:
         """Insert the bars of ``frame`` that are not stored yet, in one transaction; returns how
         many were new. Columns: ``start`` (int epoch ms), open, high, low, close, volume and
         optionally turnover."""
-        inserted = 0
-        with self._engine.begin() as conn:
-            for rows in frame_chunks(symbol, interval, frame, chunk_rows):
-                inserted += self._writes.klines.execute(conn, rows)
-        return inserted
+        return self.import_klines([(symbol, interval, frame)], chunk_rows=chunk_rows)[0]
 
     def import_klines(
         self,
@@ -217,12 +344,17 @@ class Store:
         """Insert the new bars of several ``(symbol, interval, frame)`` in **one** transaction
         (all or nothing: an import of a folder never leaves half of it behind); returns how
         many bars of each frame were new."""
-        inserted = []
-        with self._engine.begin() as conn:
-            for symbol, interval, frame in frames:
-                rows = frame_chunks(symbol, interval, frame, chunk_rows)
-                inserted.append(sum(self._writes.klines.execute(conn, chunk) for chunk in rows))
-        return inserted
+
+        def write(conn: Connection) -> list[int]:
+            return [
+                sum(
+                    self._writes.klines.execute(conn, chunk)
+                    for chunk in frame_chunks(symbol, interval, frame, chunk_rows)
+                )
+                for symbol, interval, frame in frames
+            ]
+
+        return self._write(write, "storing bars")
 
     def load_klines(
         self, symbol: str, interval: str, start: int | None = None, end: int | None = None
@@ -263,8 +395,7 @@ class Store:
     def upsert_funding(self, symbol: str, times: Sequence[int], rates: Sequence[float]) -> int:
         """Store funding rates not stored yet; returns how many were new."""
         rows = [(symbol, int(t), float(r)) for t, r in zip(times, rates, strict=True)]
-        with self._engine.begin() as conn:
-            return self._writes.funding.execute(conn, rows)
+        return self._write(lambda conn: self._writes.funding.execute(conn, rows), "storing funding")
 
     def load_funding(
         self, symbols: Sequence[str], start: int | None = None, end: int | None = None
@@ -298,9 +429,9 @@ class Store:
         weights version changes nothing. Returns True if the row is new."""
         table = schema.models
         insert = insert_ignoring(table, ("version",), self._engine.dialect)
-        with self._engine.begin() as conn:
-            created = conn.execute(insert.values(**record).returning(table.c.version))
-            return created.first() is not None
+        statement = insert.values(**record).returning(table.c.version)
+        created = self._write(lambda conn: conn.execute(statement).first(), "registering a model")
+        return created is not None
 
     def list_models(self, model: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Registered checkpoints, newest first (optionally of one architecture)."""
@@ -313,15 +444,27 @@ class Store:
 
     # -- journal ---------------------------------------------------------------------------------
     def journal(
-        self, run_id: str, batch_rows: int = 20_000, background: bool = False
+        self,
+        run_id: str,
+        batch_rows: int = 20_000,
+        background: bool = False,
+        *,
+        lease_owner: str | None = None,
+        lease_ttl_s: float = 30.0,
     ) -> StoreJournal:
         """A journal writing into run ``run_id`` (which must exist: it is the rows' parent);
-        ``background`` writes from a thread, overlapping the database with computing."""
+        ``background`` writes from a thread, overlapping the database with computing. With a
+        ``lease_owner``, every write first renews that lease and checks the database is the
+        one opened, or writes nothing (:class:`LeaseLostError`, :class:`StoreGoneError`)."""
         runs = schema.runs
         with self._engine.connect() as conn:
             if conn.scalar(sa.select(runs.c.id).where(runs.c.id == run_id)) is None:
                 raise LookupError(f"no run {run_id!r}")
-        return StoreJournal(self._engine, self._writes, run_id, batch_rows, background)
+        fence = None if lease_owner is None else self._fence(run_id, lease_owner, lease_ttl_s)
+        return StoreJournal(
+            self._engine, self._writes, run_id, batch_rows, background,
+            fence=fence, retry=self._retry,
+        )  # fmt: skip
 
     def decisions(self, run_id: str) -> list[dict[str, Any]]:
         return self._journal_rows(schema.decisions, run_id)
@@ -362,3 +505,19 @@ def _find_run(conn: Connection, run_id: str) -> Row | None:
         shown = ", ".join(m.id for m in matches[:4]) + (", ..." if len(matches) > 4 else "")
         raise ValueError(f"run id prefix {run_id!r} is ambiguous: {shown}")
     return matches[0] if matches else None
+
+
+def _sqlite_file(url: sa.URL) -> Path | None:
+    """The database file of a SQLite URL (None in memory or for other backends)."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    if url.query.get("uri"):
+        return None
+    return Path(url.database).resolve()
+
+
+def _file_id(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino

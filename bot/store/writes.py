@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from bot.store import schema
-from bot.store.bulk import BulkStatement, insert_ignoring
+from bot.store.bulk import BulkStatement, insert_ignoring, upsert
 
 KLINE_KEYS = ("symbol", "interval", "start", "open", "high", "low", "close", "volume", "turnover")
 DECISION_KEYS = (
@@ -28,7 +28,7 @@ FILL_KEYS = (
 ORDER_STATUS_KEYS = ("new_status", "match_run_id", "match_link_id")
 POSITION_KEYS = ("run_id", "time", "symbol", "qty", "avg_price")
 EQUITY_KEYS = ("run_id", "time", "equity", "cash", "gross")
-EVENT_KEYS = ("run_id", "time", "kind", "detail")
+EVENT_KEYS = ("run_id", "time", "kind", "key", "detail")
 FUNDING_KEYS = ("symbol", "time", "rate")
 PROGRESS_KEYS = ("new_last_step", "match_run_id")
 
@@ -42,6 +42,11 @@ class Writes:
 
         orders = schema.orders
         self.klines = ignoring(schema.klines, ("symbol", "interval", "start"), KLINE_KEYS)
+        self.klines_revised = BulkStatement(
+            upsert(schema.klines, ("symbol", "interval", "start"), KLINE_KEYS[3:], dialect),
+            KLINE_KEYS,
+            dialect,
+        )
         self.decisions = ignoring(schema.decisions, ("run_id", "time", "strategy"), DECISION_KEYS)
         self.orders = ignoring(orders, ("order_link_id",), ORDER_KEYS)
         self.fills = ignoring(schema.fills, ("run_id", "exec_id"), FILL_KEYS)
@@ -67,4 +72,4 @@ class Writes:
             PROGRESS_KEYS,
             dialect,
         )
-        self.events = BulkStatement(sa.insert(schema.events), EVENT_KEYS, dialect)
+        self.events = ignoring(schema.events, ("run_id", "time", "kind", "key"), EVENT_KEYS)

@@ -138,7 +138,7 @@ def test_round_trip(store: Store, run_id: str) -> None:
         {"time": T + HOUR, "equity": 9_990.125, "cash": 9_485.5, "gross": 0.0515},
     ]
     assert store.events(run_id) == [
-        {"time": T + HOUR, "kind": "kill_switch", "detail": event.detail}
+        {"time": T + HOUR, "kind": "kill_switch", "key": "", "detail": event.detail}
     ]
 
 

@@ -43,6 +43,9 @@ def test_create_and_get(store: Store) -> None:
         "data_start": 1,
         "data_end": 2,
         "last_step": None,
+        "lease_owner": None,
+        "lease_heartbeat": None,
+        "lease_expires": None,
         "counts": {
             "decisions": 0,
             "orders": 0,
