@@ -38,6 +38,7 @@ from bot.venues.bybit.rest_protocol import (
     read_envelope,
     retry_delay,
 )
+from bot.venues.bybit.stopping import Stopping
 from tests.conftest import ROOT
 
 MESSAGES = ROOT.parent / "shared" / "bybit-messages"
@@ -512,3 +513,27 @@ async def test_server_time_instruments_and_funding(fake):
 async def test_the_client_must_be_opened():
     with pytest.raises(RuntimeError, match="async with"):
         await BybitRest("http://127.0.0.1:1").server_time()
+
+
+async def test_stop_ends_a_retry_wait_and_a_hanging_request_at_once(fake, monkeypatch):
+    """A daemon told to stop must not sit out a backoff or a request timeout first."""
+    bybit, url = fake
+    stop = asyncio.Event()
+    bybit.faults.extend(["403"] * 5)
+    monkeypatch.setattr("bot.venues.bybit.rest.retry_delay", lambda *args: 300.0)
+    async with client(url, stop=stop) as rest:
+        call = asyncio.create_task(rest.server_time())
+        while rest.stats["retries"] == 0:  # the first 403 came back: now in a 300 s wait
+            await asyncio.sleep(0.01)
+        stop.set()
+        with pytest.raises(Stopping):
+            await asyncio.wait_for(call, 30)
+    bybit.faults.clear()
+    bybit.faults.append("slow")  # a response that never comes within the call
+    stop = asyncio.Event()
+    async with client(url, stop=stop, timeout_s=300.0) as rest:
+        call = asyncio.create_task(rest.server_time())
+        await asyncio.sleep(0.2)
+        stop.set()
+        with pytest.raises(Stopping):
+            await asyncio.wait_for(call, 30)

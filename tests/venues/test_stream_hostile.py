@@ -193,3 +193,48 @@ async def test_websocket_closes_that_rest_confirms_cause_no_event():
     await stream.catch_up()
     assert [e.bar.start for e in events] == [T0 + 3 * HOUR_MS]  # caught up, nothing corrected
     assert stream.audit.counters["confirmed"] == 2
+
+
+async def test_a_bogus_held_update_expires_although_closes_keep_coming(monkeypatch):
+    real = {T0 + k * HOUR_MS: bar_values(k) for k in range(1, 40)}
+    rest = FakeRest(T0 + 30 * HOUR_MS, real)
+    stream, _ = make_stream(rest)
+    clock = [100.0]
+    monkeypatch.setattr("bot.venues.bybit.stream.time.monotonic", lambda: clock[0])
+    await stream._handle(kline(T0 + 5000 * HOUR_MS, bar_values(9), confirm=True))  # held
+    for k in range(1, 20):  # the symbol's real closes, 50 ms apart
+        clock[0] += 0.05
+        await stream._handle(kline(T0 + k * HOUR_MS, bar_values(k), confirm=True))
+        await stream._backfill_expired_holds()
+    assert stream.stats["future_updates"] == 1  # dropped, not re-held after every close
+    assert stream._held == {}
+
+
+class RecordingSocket:
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    async def send(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+
+async def test_a_book_is_resubscribed_once_while_its_snapshot_is_on_the_way(monkeypatch):
+    stream, _ = make_stream(FakeRest(T0, {}), depth=50)
+    clock = [100.0]
+    monkeypatch.setattr("bot.venues.bybit.stream.time.monotonic", lambda: clock[0])
+    ws = RecordingSocket()
+    await stream._handle(book_frame("snapshot", 1))
+    await stream._handle(book_frame(None, 2))  # malformed: reset, resubscribe
+    await stream._resubscribe_books(ws)
+    assert [m["op"] for m in ws.sent] == ["unsubscribe", "subscribe"]
+    await stream._handle(book_frame("delta", 3))  # in flight before the snapshot
+    await stream._resubscribe_books(ws)
+    assert len(ws.sent) == 2  # not asked again
+    await stream._handle(book_frame("snapshot", 1))  # the snapshot asked for
+    await stream._handle(book_frame("delta", 9))  # a real gap afterwards
+    await stream._resubscribe_books(ws)
+    assert len(ws.sent) == 4
+    clock[0] += 10  # a snapshot that never came is asked for again
+    await stream._handle(book_frame("delta", 7))
+    await stream._resubscribe_books(ws)
+    assert len(ws.sent) == 6

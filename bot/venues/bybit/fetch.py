@@ -7,10 +7,14 @@ again continues where it stopped and leaves the store exactly as one clean run w
 
 Pages arrive newest first, so an interruption leaves a hole *between* what was stored before
 and what this run wrote: the span finders below detect holes anywhere, not only at the ends.
+
+Database calls run on worker threads: a daemon's event loop (pings, the stream) never waits
+for the database, however long another process keeps it locked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -91,12 +95,10 @@ async def fetch_klines_to_store(
     inserted)}``. A second run over the same range fetches nothing it already has."""
     interval = normalize_interval(interval)
     step = interval_ms(interval)
-    plan = {
-        symbol: missing_kline_spans(
-            store.load_klines(symbol, interval, start, end)["start"].to_numpy(), start, end, step
-        )
-        for symbol in symbols
-    }
+    plan = {}
+    for symbol in symbols:
+        stored = await asyncio.to_thread(store.load_klines, symbol, interval, start, end)
+        plan[symbol] = missing_kline_spans(stored["start"].to_numpy(), start, end, step)
     total = sum(-(-(hi - lo) // step) for spans in plan.values() for lo, hi in spans)
     counts: dict[str, tuple[int, int]] = {}
     with tqdm(total=total, unit="bar", desc=f"klines {interval}", disable=not progress) as bar:
@@ -105,7 +107,7 @@ async def fetch_klines_to_store(
             fetched = inserted = 0
             for lo, hi in spans:
                 async for page in rest.iter_klines(symbol, interval, lo, hi):
-                    inserted += store.upsert_klines(symbol, interval, page)
+                    inserted += await asyncio.to_thread(store.upsert_klines, symbol, interval, page)
                     fetched += len(page)
                     bar.update(len(page))
             counts[symbol] = (fetched, inserted)
@@ -124,7 +126,7 @@ async def fetch_funding_to_store(
 ) -> dict[str, tuple[int, int]]:
     """Fetch the funding rates of ``[start, end)`` the store lacks; returns ``{symbol:
     (fetched, inserted)}``, resumable like :func:`fetch_klines_to_store`."""
-    stored = store.load_funding(symbols, start, end)
+    stored = await asyncio.to_thread(store.load_funding, symbols, start, end)
     empty = np.empty(0, dtype=np.int64)
     plan = {s: missing_funding_spans(stored.get(s, (empty,))[0], start, end) for s in symbols}
     counts: dict[str, tuple[int, int]] = {}
@@ -134,7 +136,9 @@ async def fetch_funding_to_store(
             fetched = inserted = 0
             for lo, hi in spans:
                 async for times, rates in rest.iter_funding(symbol, lo, hi):
-                    inserted += store.upsert_funding(symbol, times.tolist(), rates.tolist())
+                    inserted += await asyncio.to_thread(
+                        store.upsert_funding, symbol, times.tolist(), rates.tolist()
+                    )
                     fetched += len(times)
                     bar.update(len(times))
             counts[symbol] = (fetched, inserted)

@@ -122,12 +122,23 @@ class KlineTracker:
 
 
 def same_bar(a: Bar, b: Bar) -> bool:
-    """Equal prices, volume and turnover (an unknown turnover matches an unknown one)."""
+    """Equal prices and volume, and turnover where both know it (the live path does not
+    keep turnover, and no decision reads it)."""
     ta, tb = a.turnover, b.turnover
-    turnover_equal = ta == tb or (_unknown(ta) and _unknown(tb))
+    turnover_equal = ta == tb or _unknown(ta) or _unknown(tb)
     return (a.start, a.open, a.high, a.low, a.close, a.volume) == (
         b.start, b.open, b.high, b.low, b.close, b.volume
     ) and turnover_equal  # fmt: skip
+
+
+def bar_differences(seen: Bar, venue: Bar) -> str:
+    """What differs between two versions of a bar, for a log line ("close 101.5 → 100.9")."""
+    fields = ("open", "high", "low", "close", "volume")
+    return ", ".join(
+        f"{name} {getattr(seen, name):g} → {getattr(venue, name):g}"
+        for name in fields
+        if getattr(seen, name) != getattr(venue, name)
+    )
 
 
 def _unknown(value: float | None) -> bool:

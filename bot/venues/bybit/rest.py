@@ -41,6 +41,7 @@ from bot.venues.bybit.rest_protocol import (
     read_envelope,
     retry_delay,
 )
+from bot.venues.bybit.stopping import until_stopped
 
 if TYPE_CHECKING:
     from bot.config import VenueConfig
@@ -65,8 +66,10 @@ class BybitRest:
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
         rng_seed: int | None = None,
+        stop: asyncio.Event | None = None,
     ):
         self.base_url = base_url.rstrip("/")
+        self.stop = stop  # once set, requests and retry waits end at once (raising Stopping)
         self.category = category
         self.timeout_s = timeout_s
         self.max_retries = max_retries
@@ -77,14 +80,17 @@ class BybitRest:
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
-    def from_config(cls, venue: VenueConfig, base_url: str | None = None) -> BybitRest:
+    def from_config(
+        cls, venue: VenueConfig, base_url: str | None = None, stop: asyncio.Event | None = None
+    ) -> BybitRest:
         """A client with the ``[venue]`` settings; ``base_url`` overrides ``venue.rest_url``
-        (``Settings.venue_urls()`` gives the local exchange's)."""
+        (``Settings.venue_urls()`` gives the local exchange's); ``stop`` interrupts it."""
         return cls(
             base_url or venue.rest_url,
             category=venue.category,
             timeout_s=venue.request_timeout_s,
             max_retries=venue.max_retries,
+            stop=stop,
         )
 
     async def __aenter__(self) -> Self:
@@ -225,9 +231,8 @@ class BybitRest:
             self.stats["requests"] += 1
             self.stats[f"requests.{endpoint}"] += 1
             try:
-                async with self._session.get(self.base_url + path, params=params) as response:
-                    body = await response.read()
-                return read_envelope(response.status, response.headers, body, target)
+                status, headers, body = await until_stopped(self._fetch(path, params), self.stop)
+                return read_envelope(status, headers, body, target)
             except BybitError as exc:
                 error = exc
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -246,4 +251,8 @@ class BybitRest:
             self.stats["retries"] += 1
             self.stats[f"retries.{error_kind(error)}"] += 1
             log.warning("retry %d of %d in %.2f s: %s", attempt, self.max_retries, delay, error)
-            await asyncio.sleep(delay)
+            await until_stopped(asyncio.sleep(delay), self.stop)
+
+    async def _fetch(self, path: str, params: dict[str, Any]) -> tuple[int, Any, bytes]:
+        async with self._session.get(self.base_url + path, params=params) as response:
+            return response.status, response.headers, await response.read()

@@ -37,6 +37,7 @@ from bot.venues.bybit.klines import CloseAudit, Closed, Corrected, KlineTracker,
 from bot.venues.bybit.orderbook import BookMessageError, OrderBook
 from bot.venues.bybit.rest import BybitRest
 from bot.venues.bybit.rest_protocol import CLOSE_MARGIN_MS, BybitError
+from bot.venues.bybit.stopping import Stopping, until_stopped
 from bot.venues.bybit.ws_protocol import (
     Ack,
     KlineUpdate,
@@ -60,6 +61,8 @@ BACKFILL_RETRY_S = 0.5
 #: How long a symbol's later updates wait for a missing close before it is fetched over REST:
 #: a close that arrives a few messages late (reordered) then costs no request.
 REORDER_GRACE_S = 0.25
+#: How long to wait for the snapshot a resubscription asked for before asking again.
+RESNAPSHOT_WAIT_S = 5.0
 #: How far an update may seem ahead of the venue's REST clock (different servers' clocks).
 CLOCK_SKEW_MS = 5_000
 #: What handling a message can raise on input no parser foresaw; caught, counted, dropped.
@@ -135,6 +138,8 @@ class PublicStream:
         self._last_pong = 0.0
         self._last_catchup = 0.0
         self._resnapshot: set[str] = set()  # order-book topics that need a fresh snapshot
+        # topic → (when its snapshot was asked for, snapshots the book had applied by then)
+        self._resubscribed: dict[str, tuple[float, int]] = {}
         # per symbol: updates held behind a missing close, and since when
         self._held: dict[str, list[KlineUpdate]] = {}
         self._held_since: dict[str, float] = {}
@@ -150,7 +155,9 @@ class PublicStream:
         backoff = Backoff(self.venue.reconnect_initial_s, self.venue.reconnect_max_s, self._rng)
         while not stop.is_set():
             try:
-                await self._session(stop, backoff)
+                await until_stopped(self._session(stop, backoff), stop)
+            except Stopping:
+                break  # stopped while connecting, or while a REST call waited
             except SubscriptionError:
                 raise
             except (OSError, websockets.WebSocketException, TimeoutError, BybitError) as exc:
@@ -296,13 +303,22 @@ class PublicStream:
             self._resnapshot.add(book.topic)
 
     async def _resubscribe_books(self, ws) -> None:
-        """Ask again for the books that lost track (a gap in ``u``): the venue answers a new
-        subscription with a snapshot, which resets the book."""
+        """Ask again for the books that lost track (a gap in ``u``, a malformed frame): the
+        venue answers a new subscription with a snapshot, which resets the book. Deltas still
+        in flight before that snapshot flag the book again; they must not trigger another
+        round, so a topic is asked for at most once per :data:`RESNAPSHOT_WAIT_S` unless its
+        snapshot came."""
+        now = time.monotonic()
         for topic in sorted(self._resnapshot):
+            book = self.books[topic]
+            asked, snapshots = self._resubscribed.get(topic, (-RESNAPSHOT_WAIT_S, -1))
+            if book.counters["snapshots"] == snapshots and now - asked < RESNAPSHOT_WAIT_S:
+                continue  # the snapshot asked for is on its way
             self.stats["book_resubscribes"] += 1
             log.info("%s: order book out of sync, asking for a new snapshot", topic)
             for op in ("unsubscribe", "subscribe"):
                 await ws.send(encode({"req_id": f"{op}-{topic}", "op": op, "args": [topic]}))
+            self._resubscribed[topic] = (now, book.counters["snapshots"])
         self._resnapshot.clear()
 
     def _receive_timeout(self) -> float:
@@ -336,9 +352,14 @@ class PublicStream:
 
     async def _release(self, symbol: str) -> None:
         held = self._held.pop(symbol, [])
-        self._held_since.pop(symbol, None)
+        since = self._held_since.pop(symbol, None)
         for update in held:
             await self._apply(update)
+        if since is not None and symbol in self._held_since:
+            # still held (another gap, or an update that cannot be placed yet): the wait
+            # started when the oldest of them arrived, or a bogus update re-held after every
+            # close would never expire and would hold the symbol's later updates for good
+            self._held_since[symbol] = min(since, self._held_since[symbol])
 
     async def _backfill_expired_holds(self) -> None:
         """Fetch over REST the closes that did not turn up within the reorder grace (holds
