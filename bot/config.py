@@ -181,6 +181,8 @@ def check_store_url(url: str) -> str:
 
 class StoreConfig(_Section):
     url: str = "sqlite:///bot.db"
+    # how long writes keep retrying a database locked by another process, then give up
+    lock_timeout_s: float = Field(60.0, gt=0, le=3600)
 
     @field_validator("url")
     @classmethod
@@ -211,6 +213,9 @@ class VenueConfig(_Section):
 class PaperConfig(_Section):
     heartbeat_s: float = Field(60.0, gt=0, le=DAY_MS / 1000)  # a status line this often
     until: TimeText = None  # stop after the step closing at this time (tests, demos)
+    # a daemon claims its run for this long and renews the claim every third of it; a
+    # crashed daemon's claim lapses after it (one on this machine is known dead at once)
+    lease_ttl_s: float = Field(30.0, ge=3, le=3600)
 
 
 class FaultsConfig(_Section):

@@ -19,9 +19,17 @@ from bot.cli import (
     train_cmd,
 )
 from bot.cli.common import DEFAULT_CONFIG, UsageError
+from bot.cli.exits import EXIT_INTERRUPTED, EXIT_STORE_FAULT, EXIT_USAGE
 from bot.config import ConfigError
 from bot.feeds.loaders import DataError
 from bot.redact import install_log_redaction
+from bot.store.faults import (
+    LeaseHeldError,
+    LeaseLostError,
+    StoreGoneError,
+    StoreOpenError,
+    StoreUnavailableError,
+)
 from strategies.registry import StrategyNotFoundError, StrategyParameterError
 
 
@@ -63,9 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         DataError,
         StrategyNotFoundError,
         StrategyParameterError,
+        StoreOpenError,
+        LeaseHeldError,
     ) as exc:
         print(f"bot: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except (StoreUnavailableError, StoreGoneError, LeaseLostError) as exc:
+        print(f"bot: stopped: {exc}", file=sys.stderr)
+        return EXIT_STORE_FAULT
     except KeyboardInterrupt:
         print("bot: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

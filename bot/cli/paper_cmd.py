@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 
 from bot.cli.common import UsageError, settings_from
-from bot.paper.daemon import PaperDaemon, StartupError
+from bot.cli.exits import EXIT_STORE_FAULT
+from bot.paper.daemon import DaemonStoppedError, PaperDaemon, StartupError
+from bot.store.faults import LeaseHeldError
 from bot.venues.bybit.stream import SubscriptionError
 
 
@@ -19,6 +22,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--new", action="store_true", help="start a new run instead of resuming")
     group.add_argument("--run", metavar="RUN_ID", help="resume this run")
+    p.add_argument(
+        "--force", action="store_true",
+        help="take the run over from another daemon that holds it (that one then stops)",
+    )  # fmt: skip
     p.add_argument("--until", help="stop after the step that closes at this time (UTC)")
     p.add_argument("--store", help="SQLAlchemy URL of the store (default: config store.url)")
     p.set_defaults(handler=run)
@@ -39,9 +46,12 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, overrides(args))
     if args.verbose == 0:  # a daemon's log is its user interface: status lines by default
         logging.getLogger("bot").setLevel(logging.INFO)
-    daemon = PaperDaemon(settings, new_run=args.new, run_id=args.run)
+    daemon = PaperDaemon(settings, new_run=args.new, run_id=args.run, force=args.force)
     try:
         asyncio.run(daemon.run())
-    except (StartupError, SubscriptionError) as exc:
+    except (StartupError, SubscriptionError, LeaseHeldError) as exc:
         raise UsageError(str(exc)) from None
+    except DaemonStoppedError as exc:  # logged already; the exit status tells a supervisor
+        print(f"bot: stopped: {exc}", file=sys.stderr)
+        return EXIT_STORE_FAULT
     return 0

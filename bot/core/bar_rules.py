@@ -68,9 +68,9 @@ def bar_problem(
         return f"inconsistent range (o={open_} h={high} l={low} c={close})"
     if not (math.isfinite(volume) and 0 <= volume <= MAX_VOLUME):
         return f"bad volume {volume}"
-    if turnover is not None and not math.isnan(turnover):
-        if not (math.isfinite(turnover) and turnover >= 0):
-            return f"bad turnover {turnover}"
+    known = turnover is not None and not math.isnan(turnover)
+    if known and not (math.isfinite(turnover) and turnover >= 0):
+        return f"bad turnover {turnover}"
     if not on_grid(start, step_ms):
         return f"start {start} is not on the {step_ms} ms grid"
     if now_ms is not None and start > now_ms + step_ms:

@@ -38,7 +38,7 @@ from bot.core.context import (
     warm_rows,
     weights_vector,
 )
-from bot.core.events import CLOSE, OPEN, Decision, Fill, Panel, RunEvent
+from bot.core.events import CLOSE, OPEN, Bar, Decision, Fill, Panel, RunEvent
 from bot.core.execution import Executor
 from bot.core.funding import FundingEvent, FundingRates
 from bot.core.journal import Journal
@@ -315,6 +315,25 @@ class Engine:
             self._book(self.portfolio.apply_fill(fill))
         if fills and self.settings.flush_each_panel:
             self.journal.flush()
+
+    def patch_bar(self, bar: Bar, *, revised: bool = False) -> bool:
+        """Take in a bar after its step was decided: one that arrived late (its symbol was
+        stale at the step), or one the venue corrected (``revised``). Later decisions see it
+        in their windows; the journal stores it (over the stored bar when revised). Returns
+        False when its row has left the buffer (then only the journal keeps it).
+
+        A replay reproduces a live run only if it patches the same bars after the same steps:
+        the daemon records when it did (an event) and its restart replays it."""
+        values = np.array([bar.open, bar.high, bar.low, bar.close, bar.volume])
+        kept = self.buffer.patch(bar.start, bar.symbol, values)
+        turnover = np.array([[np.nan if bar.turnover is None else bar.turnover]])
+        row = Panel((bar.symbol,), self.interval_ms, np.array([bar.start]),
+                    values[None, None, :], np.ones((1, 1), dtype=bool), turnover)  # fmt: skip
+        if revised:
+            self.journal.record_bar_revision(self.interval, row)
+        else:
+            self.journal.record_bars(self.interval, row)
+        return kept
 
     def finish(self) -> None:
         self.scheduler.fire_due(self.clock.now(), inclusive=True)

@@ -13,6 +13,10 @@ from bot.core.events import Decision, Fill, Order, Panel, RunEvent
 class Journal(Protocol):
     def record_bars(self, interval: str, panel: Panel) -> None: ...
 
+    def record_bar_revision(self, interval: str, panel: Panel) -> None:
+        """Bars that replace stored ones (the venue corrected them)."""
+        ...
+
     def record_decision(self, decision: Decision) -> None: ...
 
     def record_orders(self, orders: list[Order], status: str = "New") -> None: ...
@@ -41,6 +45,9 @@ class NullJournal:
     """Keeps nothing (benchmarks of the bare engine, throwaway runs)."""
 
     def record_bars(self, interval: str, panel: Panel) -> None:
+        return None
+
+    def record_bar_revision(self, interval: str, panel: Panel) -> None:
         return None
 
     def record_decision(self, decision: Decision) -> None:
@@ -76,6 +83,7 @@ class MemoryJournal:
     """Keeps everything in lists: for tests and for reports of runs without a database."""
 
     bars: int = 0
+    revised_bars: int = 0
     decisions: list[Decision] = field(default_factory=list)
     orders: list[tuple[Order, str]] = field(default_factory=list)
     fills: list[Fill] = field(default_factory=list)
@@ -86,6 +94,9 @@ class MemoryJournal:
 
     def record_bars(self, interval: str, panel: Panel) -> None:
         self.bars += int(panel.present.sum())
+
+    def record_bar_revision(self, interval: str, panel: Panel) -> None:
+        self.revised_bars += int(panel.present.sum())
 
     def record_decision(self, decision: Decision) -> None:
         self.decisions.append(decision)

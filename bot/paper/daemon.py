@@ -9,7 +9,22 @@ websocket klines → barrier → engine → paper executor → store. No decisio
 journal's progress mark commits with the step's records) and none is skipped (every closed
 bar is either stored and replayed, or fetched and processed).
 
-SIGINT/SIGTERM finish the step in progress, flush, mark the run stopped and exit.
+SIGINT/SIGTERM finish the step in progress, flush, mark the run stopped and exit; a wait on an
+unreachable venue is given up at once.
+
+What keeps the store true:
+
+* **One daemon per run.** The run is leased to this process (:mod:`bot.store.lease`) before
+  anything else; a second daemon is refused naming the holder (``--force`` takes over), and a
+  daemon that lost its lease writes nothing more and stops.
+* **No database call on the event loop**: every store call runs on a worker thread, so a
+  database locked by another process never stops the stream's pings; locked writes are retried
+  for ``store.lock_timeout_s`` with a log line each, then the daemon stops (exit status 3), as
+  it does when its database file is deleted or replaced under it.
+* **Bars changed after their step are replayed as they happened.** A bar that arrives late, or
+  that the venue's REST record contradicts, is patched into the engine after the step it came
+  after and recorded as an event; a restart restores what each step saw and re-applies the
+  patches at the same points, so its replay rebuilds exactly the state the live run had.
 """
 
 from __future__ import annotations
@@ -39,20 +54,33 @@ from bot.core.timeutil import interval_ms, iso, to_ms
 from bot.feeds.loaders import align
 from bot.paper.journals import EchoJournal, GatedJournal
 from bot.store import Store
+from bot.store.faults import LeaseLostError, StoreGoneError, StoreUnavailableError
+from bot.store.lease import new_owner
 from bot.venues.bybit.fetch import fetch_funding_to_store, fetch_klines_to_store
-from bot.venues.bybit.klines import Closed, Opened
+from bot.venues.bybit.klines import CloseAudit, Closed, Corrected, Opened, bar_differences
 from bot.venues.bybit.rest import BybitRest
-from bot.venues.bybit.rest_protocol import BybitError, is_transient
-from bot.venues.bybit.stream import Backoff, PublicStream
+from bot.venues.bybit.rest_protocol import CLOSE_MARGIN_MS, BybitError, is_transient
+from bot.venues.bybit.stopping import Stopping
+from bot.venues.bybit.stream import Backoff, PublicStream, frame_bars
 from bot.version import code_version
 
 log = logging.getLogger("bot.paper")
 
-STALE_EVENT = "stale_step"
+STALE_EVENT = "stale_step"  # symbols without a bar when their step was decided
+LATE_EVENT = "late_bar"  # ... whose bar came afterwards and was patched in
+CORRECTED_EVENT = "bar_corrected"  # a stored bar the venue's REST record contradicted
+#: How many recent steps' bars are compared with the venue's record at start and at the end.
+AUDIT_STEPS = 1000
+#: Faults that stop the daemon with exit status 3 (it cannot go on writing its run).
+STORE_FAULTS = (StoreUnavailableError, StoreGoneError, LeaseLostError)
 
 
 class StartupError(RuntimeError):
     """The daemon cannot start as configured (bad symbol, no such run, ...)."""
+
+
+class DaemonStoppedError(RuntimeError):
+    """The daemon stopped because its store failed (locked, vanished, lease lost)."""
 
 
 def fingerprint(settings: Settings) -> str:
@@ -70,6 +98,15 @@ class _Run:
     last_step: int | None  # close of the last committed step
 
 
+def _bar_values(bar: Bar) -> list[float | None]:
+    return [bar.open, bar.high, bar.low, bar.close, bar.volume, bar.turnover]
+
+
+def _bar_from(symbol: str, interval: str, start: int, values: list) -> Bar:
+    o, h, lo, c, v, t = values
+    return Bar(symbol, interval, start, o, h, lo, c, v, t)
+
+
 class PaperDaemon:
     def __init__(
         self,
@@ -78,7 +115,7 @@ class PaperDaemon:
         new_run: bool = False,
         run_id: str | None = None,
         echo: Callable[[str], None] | None = None,
-        catchup_s: float = 30.0,
+        force: bool = False,
     ) -> None:
         self.settings = settings
         self.symbols = tuple(settings.engine.symbols)
@@ -87,42 +124,69 @@ class PaperDaemon:
         self.new_run = new_run
         self.requested_run = run_id
         self.echo = echo
-        self.catchup_s = catchup_s
+        self.force = force
         self.until = None if settings.paper.until is None else to_ms(settings.paper.until)
         self.stop = asyncio.Event()
         self.wall = LiveClock()
+        self.owner = new_owner()  # this process, as the holder of its run's lease
         self.engine: Engine | None = None
         self.stream: PublicStream | None = None
         self.barrier: Barrier | None = None
         self.latencies_ns: list[int] = []  # closing kline received → orders handed over
         self._gate: GatedJournal | None = None
+        self._run: _Run | None = None
+        self._lease_keeper: asyncio.Task | None = None
+        self._fault: BaseException | None = None  # a store fault found off the main path
+        self._reached_until = False
         self._funding_intervals: dict[str, int] = {}
         self._funding_asked: set[tuple[str, int]] = set()  # looked up once, even if absent
 
     # -- entry point ---------------------------------------------------------------------------
     async def run(self) -> str:
-        """Run until stopped (signal, ``paper.until``); returns the run id."""
+        """Run until stopped (signal, ``paper.until``); returns the run id.
+
+        Raises :class:`DaemonStoppedError` when the store fails under it (after stopping without
+        writing anything more), and the store's ``LeaseHeldError`` when another daemon drives
+        the run."""
         rest_url, ws_url = self.settings.venue_urls()
         venue = self.settings.venue
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._on_signal, sig)
-        store = Store(self.settings.store.url)
+        store: Store | None = None
         try:
-            async with BybitRest.from_config(venue, rest_url) as rest:
-                run = await self._start_when_reachable(store, rest)
-                if run is None:
-                    return ""  # stopped before the venue could be reached
-                if not self.stop.is_set():
-                    await self._live(store, rest, ws_url, run)
-                self._shutdown(store, run)
-                return run.run_id
+            store = await asyncio.to_thread(
+                Store, self.settings.store.url, lock_timeout_s=self.settings.store.lock_timeout_s
+            )
+            async with BybitRest.from_config(venue, rest_url, stop=self.stop) as rest:
+                with contextlib.suppress(Stopping):  # stopped while waiting on the venue
+                    run = await self._start_when_reachable(store, rest)
+                    if run is not None and not self.stop.is_set():
+                        await self._live(store, rest, ws_url, run)
+                    if self._reached_until:
+                        await self._audit_recent(store, rest)
+                self._raise_fault()
+                if self._run is None:
+                    return ""  # stopped before the run could start
+                await self._shutdown(store, self._run)
+                return self._run.run_id
+        except STORE_FAULTS as exc:
+            log.error("%s", exc)
+            raise DaemonStoppedError(str(exc)) from None
         finally:
+            if self._lease_keeper is not None:
+                self._lease_keeper.cancel()
+                await asyncio.gather(self._lease_keeper, return_exceptions=True)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
-            store.close()
+            if store is not None:
+                await asyncio.to_thread(store.close)
+
+    def _raise_fault(self) -> None:
+        if self._fault is not None:
+            raise self._fault
 
     def _on_signal(self, sig: int) -> None:
         name = signal.Signals(sig).name
@@ -158,7 +222,8 @@ class PaperDaemon:
         self.settings = self.settings.model_copy(update={"instruments": instruments})
         strategies = make_strategies(self.settings)
         now = await rest.server_time()
-        run = self._find_or_create_run(store, now)
+        run = await asyncio.to_thread(self._find_or_create_run, store, now)
+        await self._claim(store, run)
         warmup = warmup_span_ms(strategies, self.interval)
         newest_closed_end = (now // self.step) * self.step
         history_from = run.data_start - warmup
@@ -171,7 +236,12 @@ class PaperDaemon:
             await fetch_funding_to_store(
                 rest, store, list(self.symbols), run.data_start - self.step, now, progress=False
             )
-        gate = GatedJournal(store.journal(run.run_id))
+        ttl = self.settings.paper.lease_ttl_s
+        inner = await asyncio.to_thread(
+            store.journal, run.run_id, lease_owner=self.owner, lease_ttl_s=ttl
+        )
+        journaled = await asyncio.to_thread(store.decisions, run.run_id)
+        gate = GatedJournal(inner, journaled)
         self._gate = gate
         journal = EchoJournal(gate, self.echo) if self.echo else gate
         engine = build_engine(
@@ -181,29 +251,69 @@ class PaperDaemon:
             SimulatedClock(),
             strategies,
             summary_level=logging.INFO,
-            funding=self._funding(store),
+            funding=await asyncio.to_thread(self._funding, store),
             record_bars=True,
             flush_each_panel=True,
         )  # fmt: skip
         self.engine = engine
-        history = self._stored_history(store, run, history_from, newest_closed_end)
+        history, patches = await asyncio.to_thread(
+            self._stored_history, store, run, history_from, newest_closed_end
+        )
         primed, traded = history.split(run.data_start)
         engine.prime(primed)
-        if len(traded):
-            done = (
-                0
-                if run.last_step is None
-                else int(np.searchsorted(traded.starts + self.step, run.last_step, side="right"))
-            )
-            gate.open = False  # these steps are in the journal already
-            if done:
-                engine.process(traded.slice(0, done))
-                log.info("replayed %d stored steps up to %s", done, iso(run.last_step))
-            gate.open = True
-            if done < len(traded):
-                log.info("processing %d steps missed while down", len(traded) - done)
-                await self._process(traded.slice(done, len(traded)), store, rest)
+        done = 0
+        if len(traded) and run.last_step is not None:
+            closes = traded.starts + self.step
+            done = int(np.searchsorted(closes, run.last_step, side="right"))
+        gate.open = False  # these steps are in the journal already
+        await asyncio.to_thread(self._replay, engine, traded.slice(0, done), patches)
+        if done:
+            log.info(
+                "replayed %d stored steps up to %s: %d decisions as journaled, %d diverged",
+                done, iso(run.last_step), gate.replayed - gate.diverged, gate.diverged,
+            )  # fmt: skip
+        gate.open = True
+        if done < len(traded):
+            log.info("processing %d steps missed while down", len(traded) - done)
+            await self._process(traded.slice(done, len(traded)), store, rest)
+        await self._audit_recent(store, rest)
         return run
+
+    async def _claim(self, store: Store, run: _Run) -> None:
+        """Take the run's lease (refused while another live daemon holds it), and keep it
+        from now on: a heartbeat renews it every third of its lifetime."""
+        ttl = self.settings.paper.lease_ttl_s
+        await asyncio.to_thread(store.acquire_lease, run.run_id, self.owner, ttl, force=self.force)
+        self._run = run
+        if self._lease_keeper is None:
+            self._lease_keeper = asyncio.create_task(self._keep_lease(store, run.run_id))
+
+    async def _keep_lease(self, store: Store, run_id: str) -> None:
+        """Renew the lease and check the database is still the one opened, until cancelled;
+        a fault stops the daemon (recorded for :meth:`run` to raise)."""
+        ttl = self.settings.paper.lease_ttl_s
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                await asyncio.to_thread(store.renew_lease, run_id, self.owner, ttl)
+                await asyncio.to_thread(store.check_alive)
+            except STORE_FAULTS as exc:
+                self._fault = exc
+                self.stop.set()
+                return
+
+    def _replay(self, engine: Engine, traded: Panel, patches: list[tuple[int, Bar]]) -> None:
+        """Process stored steps again, patching bars in after the same steps as live."""
+        closes = traded.starts + self.step
+        done = 0
+        for time, bar in patches:
+            cut = int(np.searchsorted(closes, time, side="right"))
+            if cut > done:
+                engine.process(traded.slice(done, cut))
+                done = cut
+            engine.patch_bar(bar)
+        if done < len(traded):
+            engine.process(traded.slice(done, len(traded)))
 
     async def _instruments(self, rest: BybitRest) -> dict[str, InstrumentSpec]:
         """Trading rules from the venue; a symbol it does not list stops the daemon."""
@@ -236,6 +346,10 @@ class PaperDaemon:
                 if r["config"].get("fingerprint") == mark
             ]  # fmt: skip
             run = candidates[0] if candidates else None
+            if run is None:
+                why = "it is a new, empty database" if store.created else "none has these settings"
+                log.warning("no paper run to resume in store %s (%s): starting a new run",
+                            store.shown_url, why)  # fmt: skip
         else:
             run = None
         if run is not None:
@@ -247,7 +361,11 @@ class PaperDaemon:
             )  # fmt: skip
             return _Run(run["id"], run["data_start"], run["last_step"])
         run_id = new_run_id()
-        data_start = (server_now // self.step) * self.step  # the candle forming now
+        # The first traded candle: the one forming now, unless the previous one closed so
+        # recently that REST does not list it yet (CLOSE_MARGIN_MS); that one is traded then,
+        # delivered by the stream, rather than left out of the warm-up history (which a
+        # restart's replay would then see, deciding differently than the run did).
+        data_start = ((server_now - CLOSE_MARGIN_MS) // self.step) * self.step
         store.create_run(
             run_id=run_id,
             kind="paper",
@@ -267,30 +385,59 @@ class PaperDaemon:
         series = store.load_funding(list(self.symbols)) if self.settings.data.funding else {}
         return FundingRates(series, self._funding_intervals)
 
-    def _stored_history(self, store: Store, run: _Run, start: int, end: int) -> Panel:
-        """The bars as the run saw them: from the store, with the symbols that were stale at a
-        step (their bar came after the decision) masked out again."""
+    def _stored_history(
+        self, store: Store, run: _Run, start: int, end: int
+    ) -> tuple[Panel, list[tuple[int, Bar]]]:
+        """The bars as the run saw them, and the patches it applied after its steps.
+
+        From the store, with the symbols that were stale at a step (their bar came after the
+        decision) masked out again and the bars the venue corrected set back to what the step
+        saw; the patches (late and corrected bars, in the order they were applied, each with
+        the close of the step it followed) are for :meth:`_replay`."""
         frames = {s: store.load_klines(s, self.interval, start, end) for s in self.symbols}
         if all(f.empty for f in frames.values()):
             if end > start:
                 log.warning("the venue has no %s bars from %s: warming up live", self.interval,
                             iso(start))  # fmt: skip
-            return Panel(self.symbols, self.step, np.zeros(0, np.int64),
-                         np.zeros((0, len(self.symbols), 5)),
-                         np.zeros((0, len(self.symbols)), bool))  # fmt: skip
+            empty = Panel(self.symbols, self.step, np.zeros(0, np.int64),
+                          np.zeros((0, len(self.symbols), 5)),
+                          np.zeros((0, len(self.symbols)), bool))  # fmt: skip
+            return empty, []
         panel = align(frames, self.symbols, self.interval)
-        stale = [e for e in store.events(run.run_id) if e["kind"] == STALE_EVENT]
-        if not stale:
-            return panel
+        events = store.events(run.run_id)
         present = panel.present.copy()
         values = panel.values.copy()
-        for event in stale:
-            row = int(np.searchsorted(panel.starts, event["detail"]["start"]))
-            if row < len(panel) and panel.starts[row] == event["detail"]["start"]:
+
+        def cell(start: int, symbol: str) -> tuple[int, int] | None:
+            row = int(np.searchsorted(panel.starts, start))
+            if row < len(panel) and panel.starts[row] == start:
+                return row, self.symbols.index(symbol)
+            return None
+
+        restored: set[tuple[str, int]] = set()
+        for event in events:  # in the order recorded: the first correction saw the step's bar
+            detail = event["detail"]
+            if event["kind"] == CORRECTED_EVENT and (detail["symbol"], detail["start"]) not in (
+                restored
+            ):
+                restored.add((detail["symbol"], detail["start"]))
+                where = cell(detail["start"], detail["symbol"])
+                if where is not None:
+                    values[where] = detail["seen"][:5]
+        for event in events:
+            if event["kind"] == STALE_EVENT:
                 for symbol in event["detail"]["symbols"]:
-                    present[row, self.symbols.index(symbol)] = False
-                    values[row, self.symbols.index(symbol)] = np.nan
-        return Panel(self.symbols, panel.interval_ms, panel.starts, values, present)
+                    where = cell(event["detail"]["start"], symbol)
+                    if where is not None:
+                        present[where] = False
+                        values[where] = np.nan
+        patches = [
+            (event["time"], _bar_from(event["detail"]["symbol"], self.interval,
+                                      event["detail"]["start"], event["detail"]["bar"]))
+            for event in events if event["kind"] in (LATE_EVENT, CORRECTED_EVENT)
+        ]  # fmt: skip
+        patches.sort(key=lambda p: p[0])  # stable: same-time patches keep their order
+        return Panel(self.symbols, panel.interval_ms, panel.starts, values, present), patches
 
     # -- live -----------------------------------------------------------------------------------
     async def _live(self, store: Store, rest: BybitRest, ws_url: str, run: _Run) -> None:
@@ -304,9 +451,9 @@ class PaperDaemon:
         self.barrier = Barrier(
             self.symbols, self.step, self.settings.engine.grace_ms, resume_after=last_start
         )
-        events: asyncio.Queue[tuple[Closed | Opened | None, int]] = asyncio.Queue()
+        events: asyncio.Queue[tuple[Closed | Opened | Corrected | None, int]] = asyncio.Queue()
 
-        async def sink(event: Closed | Opened) -> None:
+        async def sink(event: Closed | Opened | Corrected) -> None:
             events.put_nowait((event, self.stream.last_receipt_ns))
 
         self.stream = PublicStream(
@@ -317,7 +464,7 @@ class PaperDaemon:
             last_closed=dict.fromkeys(self.symbols, last_start),
             sink=sink,
             venue=self.settings.venue,
-            catchup_s=self.catchup_s,
+            catchup_s=self.settings.venue.catchup_s,
             seed=self.settings.exchange.seed,
         )
         tasks = [
@@ -343,7 +490,11 @@ class PaperDaemon:
         while not self.stop.is_set():
             event, received_ns = await events.get()
             if isinstance(event, Opened):
-                engine.on_open(event.symbol, event.start, event.open)
+                # may book fills and flush them: a database call, so off the event loop
+                await asyncio.to_thread(engine.on_open, event.symbol, event.start, event.open)
+                continue
+            if isinstance(event, Corrected):
+                self._correct(event.bar, event.seen)
                 continue
             if event is None:  # the grace timer's nudge
                 out = self.barrier.poll(self.wall.now())
@@ -356,12 +507,51 @@ class PaperDaemon:
 
     def _late(self, bar: Bar, engine: Engine) -> None:
         """A bar that missed its decision: keep it (store and buffer) for what comes next."""
-        values = np.array([bar.open, bar.high, bar.low, bar.close, bar.volume])
-        engine.buffer.patch(bar.start, bar.symbol, values)
-        row = Panel((bar.symbol,), self.step, np.array([bar.start]), values[None, None, :],
-                    np.ones((1, 1), dtype=bool))  # fmt: skip
-        engine.journal.record_bars(self.interval, row)
+        engine.patch_bar(bar)
+        detail = {"symbol": bar.symbol, "start": bar.start, "bar": _bar_values(bar)}
+        engine.journal.record_event(RunEvent(engine.clock.now(), LATE_EVENT, detail,
+                                             key=f"{bar.symbol}:{bar.start}"))  # fmt: skip
         log.warning("%s bar %s arrived after its step was decided", bar.symbol, iso(bar.start))
+
+    def _correct(self, venue: Bar, seen: Bar) -> None:
+        """The venue's record of a bar differs from the one the run took: store the venue's,
+        and let later decisions see it (earlier ones stand: they are history)."""
+        engine = self.engine
+        engine.patch_bar(venue, revised=True)
+        detail = {"symbol": venue.symbol, "start": venue.start, "seen": _bar_values(seen),
+                  "bar": _bar_values(venue)}  # fmt: skip
+        engine.journal.record_event(RunEvent(engine.clock.now(), CORRECTED_EVENT, detail,
+                                             key=f"{venue.symbol}:{venue.start}"))  # fmt: skip
+        log.warning(
+            "%s bar %s: the venue's record differs from the bar taken (%s); corrected",
+            venue.symbol, iso(venue.start), bar_differences(seen, venue),
+        )  # fmt: skip
+
+    async def _audit_recent(self, store: Store, rest: BybitRest) -> None:
+        """Compare the last :data:`AUDIT_STEPS` steps' stored bars with the venue's record and
+        correct what differs (a close taken from the websocket before a crash or a stop that
+        the stream had no time to check)."""
+        engine, run = self.engine, self._run
+        if engine is None or run is None or not engine.stats.rows:
+            return
+        end = engine.clock.now()
+        start = max(run.data_start, end - AUDIT_STEPS * self.step)
+        audit = CloseAudit()
+        for symbol in self.symbols:
+            stored = await asyncio.to_thread(store.load_klines, symbol, self.interval, start, end)
+            for bar in frame_bars(symbol, self.interval, stored):
+                audit.note(bar)
+            if audit.first_pending(symbol) is None:
+                continue
+            try:
+                venue = await rest.klines(symbol, self.interval, start, end)
+            except BybitError as exc:  # the next start compares them again
+                log.warning("%s: could not compare recent bars with the venue: %s", symbol, exc)
+                continue
+            for corrected in audit.check(symbol, frame_bars(symbol, self.interval, venue), end):
+                self._correct(corrected.bar, corrected.seen)
+        if audit.counters["corrected"]:
+            await asyncio.to_thread(self._gate.flush)
 
     async def _grace_timer(self, events: asyncio.Queue) -> None:
         """Nudge the consumer when the barrier's grace period for a late symbol runs out."""
@@ -393,14 +583,17 @@ class PaperDaemon:
         rest = stream.rest.stats if stream else {}
         log.info(
             "status: step %s | equity %.2f drawdown %.2f%% | positions %s | %s | ws %s msgs %d "
-            "malformed %d reconnects %d gaps %d duplicates %d out-of-order %d backfilled %d | "
-            "rest %d retries %d",
+            "malformed %d foreign %d future %d reconnects %d gaps %d duplicates %d "
+            "out-of-order %d backfilled %d corrected %d | rest %d retries %d refused bars %d",
             iso(engine.clock.now()), portfolio.equity, 100 * engine.risk.drawdown(portfolio.equity),
             positions or "flat", "HALTED" if engine.risk.halted else "trading",
             "up" if stream and stream.connected else "down", stats.get("messages", 0),
-            stats.get("malformed", 0), stats.get("reconnects", 0), counters.get("gaps", 0),
+            stats.get("malformed", 0),
+            counters.get("wrong_interval", 0) + counters.get("unknown_symbol", 0),
+            stats.get("future_updates", 0), stats.get("reconnects", 0), counters.get("gaps", 0),
             counters.get("duplicate", 0), counters.get("out_of_order", 0),
-            counters.get("backfilled", 0), rest.get("requests", 0), rest.get("retries", 0),
+            counters.get("backfilled", 0), stats.get("corrected", 0), rest.get("requests", 0),
+            rest.get("retries", 0), rest.get("refused_bars", 0),
         )  # fmt: skip
 
     # -- one batch of released steps ------------------------------------------------------------
@@ -412,6 +605,7 @@ class PaperDaemon:
         if self.until is not None:
             rows = rows.split(self.until)[0]  # steps that close by `until`
             if not len(rows):
+                self._reached_until = True
                 self.stop.set()
                 return
         await self._ensure_funding(rows, store, rest)
@@ -426,6 +620,7 @@ class PaperDaemon:
             self.latencies_ns.append(engine.executor.submitted_ns - received_ns)
         if self.until is not None and engine.clock.now() >= self.until:
             log.info("reached %s: stopping", iso(self.until))
+            self._reached_until = True
             self.stop.set()
 
     async def _ensure_funding(self, rows: Panel, store: Store, rest: BybitRest) -> None:
@@ -444,15 +639,17 @@ class PaperDaemon:
         missing = sorted({s for s, _ in wanted})
         await fetch_funding_to_store(rest, store, missing, first, end, progress=False)
         self._funding_asked |= wanted
-        self.engine.funding = self._funding(store)
+        self.engine.funding = await asyncio.to_thread(self._funding, store)
         for symbol, t in sorted(wanted):
             if not self.engine.funding.has(symbol, t):
                 log.info("%s: the venue has no funding settlement at %s", symbol, iso(t))
 
-    def _shutdown(self, store: Store, run: _Run) -> None:
+    async def _shutdown(self, store: Store, run: _Run) -> None:
+        """Flush, mark the run stopped and hand the lease back (each off the event loop)."""
         if self._gate is not None:
-            self._gate.flush()
-        store.set_run_status(run.run_id, "stopped")
+            await asyncio.to_thread(self._gate.flush)
+        await asyncio.to_thread(store.set_run_status, run.run_id, "stopped")
+        await asyncio.to_thread(store.release_lease, run.run_id, self.owner)
         self.log_status()
         log.info("paper run %s stopped cleanly", run.run_id)
 

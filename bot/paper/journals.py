@@ -2,30 +2,61 @@
 
 * :class:`GatedJournal` drops everything while closed: a restart replays the run's stored steps
   through the engine to rebuild its exact state, and those steps are in the store already.
+  It does check one thing on the way: every decision the replay makes must equal the one the
+  run journaled for that step. A difference means the rebuilt state is not the run's (bars
+  changed under it without a record); it is counted and logged, never silently traded on.
 * :class:`EchoJournal` also prints decisions, fills and equity as they happen (``bot demo``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import math
+from collections.abc import Callable, Iterable
 
 from bot.core.events import Decision, Fill, Order, Panel, RunEvent
 from bot.core.journal import Journal
 from bot.core.timeutil import iso
 
+log = logging.getLogger("bot.paper")
+
 
 class GatedJournal:
-    def __init__(self, inner: Journal) -> None:
+    def __init__(self, inner: Journal, journaled: Iterable[dict] = ()) -> None:
+        """``journaled``: the run's stored decisions (store rows), to check replays against."""
         self.inner = inner
         self.open = True
+        self._journaled = {(d["time"], d["strategy"]): d["target"] for d in journaled}
+        self.replayed = 0  # decisions checked while closed
+        self.diverged = 0  # ... that differed from the journal
+
+    def _check(self, decision: Decision) -> None:
+        expected = self._journaled.get((decision.time, decision.strategy))
+        if expected is None:
+            return  # journaled before this check existed, or its flush never committed
+        self.replayed += 1
+        # as stored: JSON has no NaN (it is written as null)
+        target = {s: (None if math.isnan(w) else w) for s, w in decision.target.items()}
+        if target != expected:
+            self.diverged += 1
+            log.error(
+                "replay diverged at %s (%s): the journal has %s, the replay decided %s",
+                iso(decision.time), decision.strategy, expected, target,
+            )  # fmt: skip
 
     def record_bars(self, interval: str, panel: Panel) -> None:
         if self.open:
             self.inner.record_bars(interval, panel)
 
+    def record_bar_revision(self, interval: str, panel: Panel) -> None:
+        if self.open:
+            self.inner.record_bar_revision(interval, panel)
+
     def record_decision(self, decision: Decision) -> None:
         if self.open:
             self.inner.record_decision(decision)
+        else:
+            self._check(decision)
 
     def record_orders(self, orders: list[Order], status: str = "New") -> None:
         if self.open:
@@ -68,6 +99,9 @@ class EchoJournal:
 
     def record_bars(self, interval: str, panel: Panel) -> None:
         self.inner.record_bars(interval, panel)
+
+    def record_bar_revision(self, interval: str, panel: Panel) -> None:
+        self.inner.record_bar_revision(interval, panel)
 
     def record_decision(self, decision: Decision) -> None:
         self.inner.record_decision(decision)

@@ -47,3 +47,15 @@ def test_the_echo_prints_decisions_trades_equity_and_one_line_per_funding_settle
         "2024-01-01 00:00  equity  123,456.79 USDT (gross exposure 50,000)",
     ]
     assert len(inner.fills) == 3 and len(inner.decisions) == 1  # everything still recorded
+
+
+def test_a_closed_gate_checks_replayed_decisions_against_the_journal(caplog):
+    stored = [{"time": T, "strategy": "m", "target": {"AAAUSDT": 0.5, "BBBUSDT": None}},
+              {"time": T + HOUR_MS, "strategy": "m", "target": {"AAAUSDT": 0.0}}]  # fmt: skip
+    gate = GatedJournal(MemoryJournal(), stored)
+    gate.open = False
+    gate.record_decision(Decision(T, "m", "1", {}, {"AAAUSDT": 0.5, "BBBUSDT": float("nan")}))
+    gate.record_decision(Decision(T + HOUR_MS, "m", "1", {}, {"AAAUSDT": 0.25}))
+    gate.record_decision(Decision(T + 2 * HOUR_MS, "m", "1", {}, {"AAAUSDT": 1.0}))  # unknown
+    assert (gate.replayed, gate.diverged) == (2, 1)
+    assert "replay diverged at 2024-01-01 01:00 (m)" in caplog.text
