@@ -178,7 +178,8 @@ def url_secrets(url: str | URL) -> set[str]:
 
 def _mask_pair(match: re.Match[str]) -> str:
     key, sep, value = match.groups()
-    if not is_secret_key(key):
+    # a bare "key=value" in prose is the CLI's own usage hint, not a credential
+    if not is_secret_key(key) or key.lower() == "key":
         return match.group()
     quoted = value[0] if value[0] in "'\"" else ""
     return f"{key}{sep}{quoted}{MASK}{quoted}"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
 from bot.cli.common import UsageError, parse_symbols, settings_from, store_url, table
+from bot.cli.exits import report
 from bot.core.timeutil import iso, normalize_interval, to_ms
 from bot.feeds.loaders import DataError, read_bars
 from bot.store import Store
@@ -94,7 +94,7 @@ def read_all(
         raise DataError(f"{refused[0]}; nothing was imported")
     if refused:
         for reason in refused:
-            print(f"bot: {reason}", file=sys.stderr)
+            report(reason)
         raise DataError(f"{len(refused)} of {len(files)} files refused; nothing was imported")
     return frames
 

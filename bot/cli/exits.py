@@ -10,6 +10,24 @@
 * 130 — interrupted before it could start.
 """
 
+import sys
+import traceback
+
+from bot.redact import scrub_text
+
+EXIT_BUG = 1
 EXIT_USAGE = 2
 EXIT_STORE_FAULT = 3
 EXIT_INTERRUPTED = 130
+
+
+def report(message: str) -> None:
+    """One ``bot: ...`` line on stderr, with any secret scrubbed out: these lines bypass
+    logging (and its redaction filter), yet often quote a URL or a driver's message."""
+    print(f"bot: {scrub_text(message)}", file=sys.stderr)
+
+
+def report_bug(exc: BaseException) -> None:
+    """The traceback of an unexpected failure (a bug), scrubbed like the log."""
+    text = "".join(traceback.format_exception(exc))
+    print(scrub_text(text), file=sys.stderr, end="")

@@ -19,7 +19,14 @@ from bot.cli import (
     train_cmd,
 )
 from bot.cli.common import DEFAULT_CONFIG, UsageError
-from bot.cli.exits import EXIT_INTERRUPTED, EXIT_STORE_FAULT, EXIT_USAGE
+from bot.cli.exits import (
+    EXIT_BUG,
+    EXIT_INTERRUPTED,
+    EXIT_STORE_FAULT,
+    EXIT_USAGE,
+    report,
+    report_bug,
+)
 from bot.config import ConfigError
 from bot.feeds.loaders import DataError
 from bot.redact import install_log_redaction
@@ -74,11 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         StoreOpenError,
         LeaseHeldError,
     ) as exc:
-        print(f"bot: {exc}", file=sys.stderr)
+        report(str(exc))
         return EXIT_USAGE
     except (StoreUnavailableError, StoreGoneError, LeaseLostError) as exc:
-        print(f"bot: stopped: {exc}", file=sys.stderr)
+        report(f"stopped: {exc}")
         return EXIT_STORE_FAULT
     except KeyboardInterrupt:
-        print("bot: interrupted", file=sys.stderr)
+        report("interrupted")
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: its traceback, but no secret in it
+        report_bug(exc)
+        return EXIT_BUG

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 
 from bot.cli.common import UsageError, settings_from
-from bot.cli.exits import EXIT_STORE_FAULT
+from bot.cli.exits import EXIT_STORE_FAULT, report
 from bot.paper.daemon import DaemonStoppedError, PaperDaemon, StartupError
 from bot.store.faults import LeaseHeldError
 from bot.venues.bybit.stream import SubscriptionError
@@ -52,6 +51,6 @@ def run(args: argparse.Namespace) -> int:
     except (StartupError, SubscriptionError, LeaseHeldError) as exc:
         raise UsageError(str(exc)) from None
     except DaemonStoppedError as exc:  # logged already; the exit status tells a supervisor
-        print(f"bot: stopped: {exc}", file=sys.stderr)
+        report(f"stopped: {exc}")
         return EXIT_STORE_FAULT
     return 0

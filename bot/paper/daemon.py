@@ -53,6 +53,7 @@ from bot.core.instruments import InstrumentSpec
 from bot.core.timeutil import interval_ms, iso, to_ms
 from bot.feeds.loaders import align
 from bot.paper.journals import EchoJournal, GatedJournal
+from bot.redact import redact_url
 from bot.store import Store
 from bot.store.faults import LeaseLostError, StoreGoneError, StoreUnavailableError
 from bot.store.lease import new_owner
@@ -322,7 +323,7 @@ class PaperDaemon:
             linear = self.settings.venue.category == "linear"
             intervals = await rest.funding_intervals(list(self.symbols)) if linear else {}
         except LookupError as exc:
-            venue = self.settings.venue_urls()[0]
+            venue = redact_url(self.settings.venue_urls()[0])
             raise StartupError(f"{exc} at {venue}: check engine.symbols") from None
         self._funding_intervals = intervals
         for symbol in self.symbols:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from bot.core.instruments import InstrumentSpec
 from bot.core.timeutil import interval_ms
+from bot.redact import redact_url
 from bot.venues.bybit.intervals import bybit_interval
 from bot.venues.bybit.rest_protocol import (
     FUNDING_LIMIT,
@@ -69,6 +70,7 @@ class BybitRest:
         stop: asyncio.Event | None = None,
     ):
         self.base_url = base_url.rstrip("/")
+        self.shown_url = redact_url(self.base_url)  # for log lines: no credential ever
         self.stop = stop  # once set, requests and retry waits end at once (raising Stopping)
         self.category = category
         self.timeout_s = timeout_s
@@ -153,7 +155,7 @@ class BybitRest:
             if refused:
                 self.stats["refused_bars"] += len(refused)
                 log.warning("%s %s: refused %d kline row(s) from %s: %s", symbol, interval,
-                            len(refused), self.base_url, "; ".join(refused[:3]))  # fmt: skip
+                            len(refused), self.shown_url, "; ".join(refused[:3]))  # fmt: skip
             page = page[(page["start"] >= start) & (page["start"] <= last)]
             if page.empty:
                 return

@@ -33,6 +33,7 @@ import websockets
 from bot.config import VenueConfig
 from bot.core.events import Bar
 from bot.core.timeutil import interval_ms
+from bot.redact import redact_url
 from bot.venues.bybit.klines import CloseAudit, Closed, Corrected, KlineTracker, Missing, Opened
 from bot.venues.bybit.orderbook import BookMessageError, OrderBook
 from bot.venues.bybit.rest import BybitRest
@@ -120,6 +121,7 @@ class PublicStream:
         seed: int | None = None,
     ) -> None:
         self.ws_url = ws_url
+        self.shown_url = redact_url(ws_url)  # for log lines: no credential ever
         self.rest = rest
         self.symbols = tuple(symbols)
         self.interval = interval
@@ -164,7 +166,7 @@ class PublicStream:
                 # REST failures during a backfill end the session too: the reconnect's
                 # catch-up fetches from the last delivered bar, so nothing is skipped
                 self.stats["disconnects"] += 1
-                log.warning("websocket %s: %s", self.ws_url, exc or type(exc).__name__)
+                log.warning("websocket %s: %s", self.shown_url, exc or type(exc).__name__)
             finally:
                 self.connected = False
             if stop.is_set():
@@ -239,7 +241,7 @@ class PublicStream:
                 for update in message:  # data may race the acks
                     await self._apply(update)
         self.stats["subscribed"] += 1
-        log.info("subscribed to %d topics on %s", len(self.topics), self.ws_url)
+        log.info("subscribed to %d topics on %s", len(self.topics), self.shown_url)
 
     async def _ping(self, ws) -> None:
         interval = self.venue.ping_interval_s
