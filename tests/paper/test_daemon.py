@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 
@@ -44,6 +45,22 @@ def live(config, port: int):
     return config.model_copy(update={"exchange": config.exchange.model_copy(update={"port": port})})
 
 
+def last_step(url: str) -> int:
+    """The newest run's last committed step (0 before there is one)."""
+    with Store(url) as store:
+        runs = store.list_runs()
+        return (runs[0]["last_step"] or 0) if runs else 0
+
+
+async def wait_steps(url: str, after: int = 0, what: str = "the daemon trades") -> int:
+    """Wait (generously: a busy machine is slow) until the run's last step passes ``after``."""
+    deadline = time.monotonic() + 120
+    while (step := await asyncio.to_thread(last_step, url)) <= after:
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.1)
+    return step
+
+
 async def test_a_symbol_the_venue_does_not_list_is_a_clear_start_up_error(tmp_path):
     async with ExchangeServer(settings(tmp_path)) as server:
         wanted = live(settings(tmp_path, symbols=[*SYMBOLS, "NOPEUSDT"]), server.port)
@@ -55,11 +72,16 @@ async def test_an_unreachable_venue_is_retried_until_stopped(tmp_path, caplog):
     caplog.set_level(logging.ERROR)
     daemon = PaperDaemon(live(settings(tmp_path), port=1))  # nothing listens on port 1
     task = asyncio.create_task(daemon.run())
-    await asyncio.sleep(1.5)
+
+    def retries() -> int:
+        return sum("venue unreachable at start-up" in r.message for r in caplog.records)
+
+    deadline = time.monotonic() + 120
+    while retries() < 2:  # retried, not given up
+        assert time.monotonic() < deadline and not task.done()
+        await asyncio.sleep(0.05)
     daemon.stop.set()
-    assert await asyncio.wait_for(task, 10) == ""
-    retries = [r for r in caplog.records if "venue unreachable at start-up" in r.message]
-    assert len(retries) >= 2
+    assert await asyncio.wait_for(task, 30) == ""
 
 
 async def test_a_stopped_run_resumes_where_it_stopped_and_equals_its_backtest(tmp_path):
@@ -67,9 +89,10 @@ async def test_a_stopped_run_resumes_where_it_stopped_and_equals_its_backtest(tm
     async with ExchangeServer(config) as server:
         first = PaperDaemon(live(config, server.port), new_run=True)
         task = asyncio.create_task(first.run())
-        await asyncio.sleep(3)
+        begun = await wait_steps(config.store.url)
+        await wait_steps(config.store.url, begun + 20 * HOUR_MS, "20 steps are traded")
         first.stop.set()
-        run_id = await asyncio.wait_for(task, 20)
+        run_id = await asyncio.wait_for(task, 60)
         with Store(config.store.url) as store:
             stopped = store.get_run(run_id)
         assert stopped["status"] == "stopped" and stopped["last_step"] is not None
@@ -78,9 +101,9 @@ async def test_a_stopped_run_resumes_where_it_stopped_and_equals_its_backtest(tm
         await asyncio.sleep(1)  # the market moves on while the daemon is down
         second = PaperDaemon(live(config, server.port))  # no --new: resumes
         task = asyncio.create_task(second.run())
-        await asyncio.sleep(3)
+        await wait_steps(config.store.url, stopped["last_step"] + 25 * HOUR_MS, "it resumed")
         second.stop.set()
-        assert await asyncio.wait_for(task, 20) == run_id
+        assert await asyncio.wait_for(task, 60) == run_id
 
     with Store(config.store.url) as store:
         resumed = store.get_run(run_id)

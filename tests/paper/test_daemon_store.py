@@ -18,7 +18,7 @@ from bot.exchange.server import ExchangeServer
 from bot.paper.daemon import DaemonStoppedError, PaperDaemon
 from bot.store import Store
 from bot.store.faults import LeaseHeldError
-from tests.paper.test_daemon import live, settings
+from tests.paper.test_daemon import last_step, live, settings, wait_steps
 
 
 async def until(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
@@ -27,20 +27,6 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 120.0
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
         await asyncio.sleep(0.05)
-
-
-def last_step(url: str) -> int:
-    with Store(url) as store:
-        runs = store.list_runs()
-        return (runs[0]["last_step"] or 0) if runs else 0
-
-
-async def wait_steps(url: str, after: int = 0, what: str = "the daemon trades") -> int:
-    deadline = time.monotonic() + 120
-    while (step := await asyncio.to_thread(last_step, url)) <= after:
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        await asyncio.sleep(0.1)
-    return step
 
 
 async def test_a_second_daemon_on_the_same_run_is_refused_and_force_takes_over(tmp_path):

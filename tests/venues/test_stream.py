@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -39,8 +40,9 @@ def settings(faults: dict, depth: int = 0, speed: float = 3600 / 0.02):
     )
 
 
-async def stream_for(config, seconds: float):
-    """Run a stream against a fresh exchange for ``seconds``; return it and what it emitted."""
+async def stream_for(config, done, timeout: float = 180.0):
+    """Run a stream against a fresh exchange until ``done(stream, closed, faults)`` holds (a
+    generous deadline: a busy machine is slow); return it and what it emitted."""
     closed: dict[str, list] = {s: [] for s in SYMBOLS}
     opened: list[Opened] = []
 
@@ -62,7 +64,11 @@ async def stream_for(config, seconds: float):
         )  # fmt: skip
         stop = asyncio.Event()
         task = asyncio.create_task(stream.run(stop))
-        await asyncio.sleep(seconds)
+        deadline = time.monotonic() + timeout
+        while not done(stream, closed, server.state.counters):
+            assert time.monotonic() < deadline, "the stream did not get there in time"
+            assert not task.done(), task
+            await asyncio.sleep(0.05)
         stop.set()
         await task
         truth = {
@@ -82,7 +88,15 @@ async def test_complete_ordered_bars_through_faults():
     faults = {"drop_probability": 0.004, "duplicate_probability": 0.03, "reorder_window": 3,
               "malformed_probability": 0.01, "rate_limit_every": 7,
               "rate_limit_reset_ms": 50}  # fmt: skip
-    stream, closed, opened, truth, _, injected = await stream_for(settings(faults), 6.0)
+
+    def done(stream, closed, injected) -> bool:
+        return (
+            min(len(bars) for bars in closed.values()) > 120
+            and injected.drops > 0 and injected.malformed > 0 and injected.duplicates > 0
+            and stream.stats["reconnects"] > 0
+        )  # fmt: skip
+
+    stream, closed, opened, truth, _, injected = await stream_for(settings(faults), done)
     for symbol in SYMBOLS:
         bars = closed[symbol]
         assert len(bars) > 100
@@ -100,7 +114,11 @@ async def test_complete_ordered_bars_through_faults():
 async def test_order_books_stay_equal_to_the_exchanges_and_resync_after_gaps(caplog):
     caplog.set_level(logging.INFO)
     faults = {"duplicate_probability": 0.02, "reorder_window": 2}
-    stream, _, _, _, expected, _ = await stream_for(settings(faults, depth=50), 4.0)
+
+    def done(stream, closed, injected) -> bool:
+        return stream.stats["book_resubscribes"] > 0 and min(map(len, closed.values())) > 60
+
+    stream, _, _, _, expected, _ = await stream_for(settings(faults, depth=50), done)
     assert stream.stats["book_resubscribes"] > 0  # duplicates and reordering broke u
     for book in stream.books.values():
         symbol = book.symbol
