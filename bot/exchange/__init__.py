@@ -4,6 +4,15 @@ Public websocket (klines, order books) and market REST endpoints speak Bybit's e
 shapes, so the bot's own clients and Bybit's pybit both run against it unchanged; faults
 (drops, duplicates, reordering, delays, broken JSON, outages, rate limits, HTTP errors) are
 injected deterministically under a seed.
+
+Market time stands at ``exchange.start`` until the first websocket subscription to a kline or
+order-book topic (``exchange.start_on = "subscription"``, the default), so a slow client misses
+none of the replay; ``"serve"`` starts it when the server starts serving. A REST-only client —
+``bot data fetch --local`` — therefore sees the market at ``exchange.start`` (the bars closed by
+then) unless something subscribes, ``POST /_local/start`` is sent, or ``start_on = "serve"``.
+``POST /_local/pause`` / ``/_local/resume`` freeze and continue market time. Order books and
+messages are computed once and shared by all connections; at most ``exchange.max_connections``
+websockets are served at once (beyond: HTTP 429).
 """
 
 from bot.exchange.server import ExchangeServer, create_app, serve

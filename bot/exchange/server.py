@@ -2,9 +2,19 @@
 
 Start it with ``await serve(settings)`` (blocks until cancelled), or hold an
 :class:`ExchangeServer` (``async with ExchangeServer(settings) as server: server.port``) when
-the caller needs the bound port — ``exchange.port = 0`` binds any free one. Market time starts
-at ``exchange.start`` (default: the first bar) when the server starts serving and runs at
-``exchange.speed`` market seconds per wall second.
+the caller needs the bound port — ``exchange.port = 0`` binds any free one.
+
+Market time begins at ``exchange.start`` (default: the first bar) and runs at
+``exchange.speed`` market seconds per wall second. With ``exchange.start_on = "subscription"``
+(the default) it stands at ``exchange.start`` until the first websocket subscription to a
+kline or order-book topic, so a client that needs long to start (loading models on a busy
+machine) still sees the replay from its beginning; REST meanwhile answers at
+``exchange.start``. ``"serve"`` starts it as soon as the server accepts connections.
+``/_local/start``, ``/_local/pause`` and ``/_local/resume`` control it by hand (see
+:mod:`bot.exchange.control`).
+
+At most ``exchange.max_connections`` websockets are open at once; an upgrade beyond that is
+refused with HTTP 429 and a body naming the limit, and counted in ``/_local/status``.
 """
 
 from __future__ import annotations
@@ -19,7 +29,8 @@ from aiohttp import web
 from bot.config import Settings
 from bot.core.timeutil import iso
 from bot.exchange.clock import WallClock
-from bot.exchange.rest import STATE, add_routes, bybit_middleware, json_response
+from bot.exchange.control import add_control_routes
+from bot.exchange.rest import STATE, add_routes, bybit_middleware
 from bot.exchange.session import Session
 from bot.exchange.state import ExchangeState
 from bot.exchange.tape import Tape, load_tape
@@ -38,14 +49,14 @@ def create_app(
     app[STATE] = ExchangeState.build(settings, tape, wall_clock)
     add_routes(app)
     app.router.add_get("/v5/public/{category}", public_websocket)
-    app.router.add_get("/_local/status", status)
+    add_control_routes(app)
     app.on_startup.append(_start_market)
     app.on_shutdown.append(_close_sessions)
     return app
 
 
 async def _start_market(app: web.Application) -> None:
-    app[STATE].clock.anchor()
+    app[STATE].serving()
 
 
 async def _close_sessions(app: web.Application) -> None:
@@ -63,6 +74,17 @@ async def public_websocket(request: web.Request) -> web.StreamResponse:
     if state.in_outage(state.clock.now()):
         state.counters.outage_refusals += 1
         return web.Response(status=503, text="service unavailable (outage)")
+    if not state.admit():
+        limit = state.settings.exchange.max_connections
+        return web.Response(status=429, text=f"too many connections: limit {limit}")
+    try:
+        return await _connection(request, state)
+    finally:
+        state.release()
+
+
+async def _connection(request: web.Request, state: ExchangeState) -> web.StreamResponse:
+    """Upgrade, then run the connection's :class:`Session` until it ends."""
     ws = web.WebSocketResponse(autoping=True, timeout=CLOSE_TIMEOUT_S)
     transport = request.transport
     await ws.prepare(request)
@@ -74,10 +96,6 @@ async def public_websocket(request: web.Request) -> web.StreamResponse:
     finally:
         state.sessions.discard(session)
     return ws
-
-
-async def status(request: web.Request) -> web.StreamResponse:
-    return json_response(request.app[STATE].status())
 
 
 class ExchangeServer:
@@ -120,13 +138,14 @@ class ExchangeServer:
         self.state.port = self.port
         clock = self.state.clock
         log.info(
-            "local Bybit exchange: REST %s, websocket %s; market from %s at %g× (%s, %d symbols)",
+            "local Bybit exchange: REST %s, websocket %s; market from %s at %g× (%s, %d symbols)%s",
             self.rest_url,
             self.ws_url,
             iso(clock.start_ms),
             clock.speed,
             self.state.market.tape.interval,
             len(self.state.market.symbols),
+            ", held until the first subscription" if clock.held else "",
         )
 
     async def stop(self) -> None:

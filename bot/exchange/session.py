@@ -5,6 +5,11 @@ market's update grid as market time passes, and a sender draining the :class:`Ou
 first of them to finish decides how the connection ends: the client left, the service went
 into an outage (close 1001), or a drop fault cut the TCP connection without a close frame, the
 way a network failure does.
+
+A subscription starts a market clock still held for its first subscriber. The producer takes
+its messages ready-encoded from the shared :class:`~bot.exchange.frames.Frames`, so a
+connection costs little more than its sends; while market time stands still (held, paused) it
+naps :data:`POLL_S` at a time.
 """
 
 from __future__ import annotations
@@ -13,13 +18,13 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
 
 from bot.exchange.book import Book
 from bot.exchange.faults import ConnectionFaults
+from bot.exchange.frames import dumps
 from bot.exchange.outbox import Outbox
 from bot.exchange.state import ExchangeState
 from bot.exchange.topics import Topic, parse_topic
@@ -35,10 +40,6 @@ YIELD_EVERY = 32  # updates emitted in a burst before letting other tasks run
 #: so an ack or first message processed before that kills it (KeyError on the req_id / topic).
 REPLY_LATENCY_S = 0.025
 _ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
-
-
-def dumps(message: dict[str, Any]) -> str:
-    return orjson.dumps(message).decode()
 
 
 class Session:
@@ -60,7 +61,8 @@ class Session:
         self.faults = faults
         self.topics: set[str] = set()
         self.klines: set[str] = set()
-        self.books: dict[tuple[str, int], Book] = {}  # last book sent per (symbol, depth)
+        # per (symbol, depth): the update of the last book sent, and that book
+        self.books: dict[tuple[str, int], tuple[int, Book]] = {}
         self.cursor = self.market.update_at(state.clock.now())  # last update streamed
 
     async def run(self) -> None:
@@ -155,14 +157,15 @@ class Session:
 
     def _subscribe(self, topic: Topic | None) -> None:
         assert topic is not None  # checked before
+        self.state.subscribed()
         self.topics.add(topic.name)
         if topic.kind == "kline":
             self.klines.add(topic.symbol)
             return
         g = max(self.cursor, 0)
-        book = self.market.book(topic.symbol, topic.depth, g)
-        self.books[(topic.symbol, topic.depth)] = book
-        self._data(self.market.book_message(topic.symbol, topic.depth, g, book, None))
+        book, text = self.state.frames.book_update(topic.symbol, topic.depth, g, None)
+        self.books[(topic.symbol, topic.depth)] = (g, book)
+        self._book_data(text)
 
     def _unsubscribe(self, topic: Topic | None) -> None:
         assert topic is not None
@@ -208,24 +211,23 @@ class Session:
         return min(max(min(waits, default=POLL_S), 0.001), POLL_S)
 
     def _emit(self, g: int) -> None:
-        stats = self.state.stats
+        stats, frames = self.state.stats, self.state.frames
         for symbol in self.market.symbols:
             if symbol in self.klines:
-                for message in self.market.kline_messages(symbol, g):
+                for kline in frames.klines(symbol, g):
                     stats.klines_pushed += 1
-                    stats.bars_confirmed += message["data"][0]["confirm"]
-                    self._data(message)
+                    stats.bars_confirmed += kline.confirm
+                    self.outbox.data(kline.text)
         for (symbol, depth), previous in self.books.items():
-            book = self.market.book(symbol, depth, g)
             base = None if depth == 1 else previous  # depth 1: snapshots only
-            self._data(self.market.book_message(symbol, depth, g, book, base))
-            self.books[(symbol, depth)] = book
+            book, text = frames.book_update(symbol, depth, g, base)
+            self._book_data(text)
+            self.books[(symbol, depth)] = (g, book)
         self.cursor = g
 
-    def _data(self, message: dict[str, Any]) -> None:
-        if "orderbook" in message["topic"]:
-            self.state.stats.book_messages += 1
-        self.outbox.data(dumps(message))
+    def _book_data(self, text: str) -> None:
+        self.state.stats.book_messages += 1
+        self.outbox.data(text)
 
     # -- sending ---------------------------------------------------------------------------------
     async def _send(self) -> str:

@@ -7,6 +7,7 @@ exchange on an event loop in a background thread and talk to it like any remote 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -123,3 +124,24 @@ async def collect(ws: Any, quiet: float = 0.3, limit: int = 100_000) -> tuple[li
         else:
             return frames, msg
     return frames, None
+
+
+async def request_reply(ws: Any, **body: Any) -> dict[str, Any]:
+    """Send an op and wait for its reply (data frames before it are skipped); the server has
+    handled the request by then."""
+    await ws.send_str(json.dumps(body))
+    while True:
+        reply = json.loads(await ws.receive_str(timeout=10))
+        if "success" in reply:
+            return reply
+
+
+async def data_frames(ws: Any, n: int) -> list[str]:
+    """The next ``n`` data frames, replies skipped (a generous deadline for each frame: only a
+    stream that stops fails, a slow machine does not)."""
+    frames: list[str] = []
+    while len(frames) < n:
+        text = await ws.receive_str(timeout=10)
+        if not text.startswith('{"success"'):
+            frames.append(text)
+    return frames

@@ -94,6 +94,7 @@ async def run_client(
     settings = make_settings(
         speed=SPEED,
         start=str(START),
+        start_on="serve",  # the wall moves while the subscription is still on its way
         bar_updates=3,
         seed=seed,
         end=str(START + 8 * HOUR),
@@ -160,7 +161,10 @@ async def test_outage_closes_sockets_and_refuses_upgrades_while_rest_works():
     wall = FakeWall()
     outage_at = START + 2 * HOUR
     settings = make_settings(
-        speed=SPEED, start=str(START), faults={"outage_at": str(outage_at), "outage_bars": 2}
+        speed=SPEED,
+        start=str(START),
+        start_on="serve",  # the wall moves while the subscription is still on its way
+        faults={"outage_at": str(outage_at), "outage_bars": 2},
     )
     async with ExchangeServer(settings, wall) as server, aiohttp.ClientSession() as http:
         async with http.ws_connect(server.ws_url) as ws:

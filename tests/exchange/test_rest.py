@@ -39,7 +39,7 @@ class Client:
 
 @asynccontextmanager
 async def running(wall: FakeWall, **exchange: Any) -> AsyncIterator[Client]:
-    settings = make_settings(bars=300, speed=SPEED, start=str(START), **exchange)
+    settings = make_settings(bars=300, speed=SPEED, start=str(START), start_on="serve", **exchange)
     panel = synthetic_panel(("BTCUSDT", "ETHUSDT"), "1h", 300, seed=7)
     rates = np.linspace(-0.0001, 0.0003, len(FUNDING_TIMES))
     tape = Tape(panel, "1h", {"BTCUSDT": (FUNDING_TIMES, rates)})
@@ -200,5 +200,6 @@ async def test_status_reports_the_market_and_traffic(client: Client):
     assert status["port"] == client.server.port
     assert status["bars_closed"] == 2 * 100
     assert status["served"]["kline_rows"] == 3 and status["served"]["rest_requests"] == 1
-    assert status["connections"] == {"open": 0, "total": 0}
+    assert status["connections"] == {"open": 0, "total": 0, "refused": 0, "limit": 500}
+    assert status["start_on"] == "serve" and not status["held"] and not status["paused"]
     assert set(status["faults"]) >= {"drops", "duplicates", "reordered", "malformed"}
