@@ -241,6 +241,10 @@ class ExchangeConfig(_Section):
     port: int = Field(8765, ge=0, le=65535)
     speed: float = Field(3600.0, gt=0)  # market seconds per wall second
     start: TimeText = None  # market time when the exchange starts (default: data start)
+    # when market time starts running: at the first websocket subscription (so a client's
+    # start-up time, however slow the machine, costs it no bars), or as soon as it serves
+    start_on: Literal["subscription", "serve"] = "subscription"
+    max_connections: int = Field(500, ge=1)  # websocket connections at once; more are refused
     end: TimeText = None  # no new bars after this market time
     seed: int = 7
     bar_updates: int = Field(3, ge=1, le=60)  # confirm:false pushes per candle before it closes
