@@ -9,7 +9,7 @@ import contextlib
 import logging
 from pathlib import Path
 
-from bot.cli.common import UsageError, settings_from
+from bot.cli.common import Overrides, UsageError, flag_overrides, settings_from
 from bot.config import Settings
 from bot.core.timeutil import DAY_MS, interval_ms, iso, to_ms
 from bot.exchange.server import ExchangeServer, serve
@@ -34,13 +34,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     d.set_defaults(handler=run_demo)
 
 
-def exchange_overrides(args: argparse.Namespace) -> dict:
-    out: dict = {}
-    for attr in ("port", "speed", "start", "seed"):
-        value = getattr(args, attr, None)
-        if value is not None:
-            out[f"exchange.{attr}"] = value
-    return out
+def exchange_overrides(args: argparse.Namespace) -> Overrides:
+    """``--port/--speed/--start/--seed`` as ``exchange.*`` overrides (errors name the flag)."""
+    return flag_overrides(args, {a: f"exchange.{a}" for a in ("port", "speed", "start", "seed")})
 
 
 def run_exchange(args: argparse.Namespace) -> int:

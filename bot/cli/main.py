@@ -29,6 +29,7 @@ from bot.cli.exits import (
 )
 from bot.config import ConfigError
 from bot.feeds.loaders import DataError
+from bot.paper.daemon import DaemonStoppedError
 from bot.redact import install_log_redaction
 from bot.store.faults import (
     LeaseHeldError,
@@ -83,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:
         report(str(exc))
         return EXIT_USAGE
-    except (StoreUnavailableError, StoreGoneError, LeaseLostError) as exc:
-        report(f"stopped: {exc}")
+    except (StoreUnavailableError, StoreGoneError, LeaseLostError, DaemonStoppedError) as exc:
+        report(f"stopped: {exc}")  # a daemon has logged it already; the status tells a supervisor
         return EXIT_STORE_FAULT
     except KeyboardInterrupt:
         report("interrupted")

@@ -6,10 +6,8 @@ import argparse
 import asyncio
 import logging
 
-from bot.cli.common import UsageError, settings_from
-from bot.cli.exits import EXIT_STORE_FAULT, report
-from bot.paper.daemon import DaemonStoppedError, PaperDaemon, StartupError
-from bot.store.faults import LeaseHeldError
+from bot.cli.common import Overrides, UsageError, flag_overrides, settings_from
+from bot.paper.daemon import PaperDaemon, StartupError
 from bot.venues.bybit.stream import SubscriptionError
 
 
@@ -30,14 +28,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def overrides(args: argparse.Namespace) -> dict:
-    out: dict = {}
+def overrides(args: argparse.Namespace) -> Overrides:
+    """Config overrides from the flags, each remembering its flag (errors name it)."""
+    out = flag_overrides(args, {"until": "paper.until", "store": "store.url"})
     if args.local:
-        out["venue.target"] = "local"
-    if args.until:
-        out["paper.until"] = args.until
-    if args.store:
-        out["store.url"] = args.store
+        out.set("venue.target", "local", "--local")
     return out
 
 
@@ -48,9 +43,6 @@ def run(args: argparse.Namespace) -> int:
     daemon = PaperDaemon(settings, new_run=args.new, run_id=args.run, force=args.force)
     try:
         asyncio.run(daemon.run())
-    except (StartupError, SubscriptionError, LeaseHeldError) as exc:
+    except (StartupError, SubscriptionError) as exc:
         raise UsageError(str(exc)) from None
-    except DaemonStoppedError as exc:  # logged already; the exit status tells a supervisor
-        report(f"stopped: {exc}")
-        return EXIT_STORE_FAULT
     return 0

@@ -213,6 +213,10 @@ class PaperDaemon:
         return None
 
     async def _start(self, store: Store, rest: BybitRest) -> _Run:
+        # a run another daemon drives is refused before anything else, the venue included
+        run = await asyncio.to_thread(self._find_run, store)
+        if run is not None:
+            await self._claim(store, run, resumed=True)
         specs = await self._instruments(rest)
         # the venue's trading rules replace the configured ones, in the engine and in the
         # settings snapshot stored with the run (which a backtest of the run reads)
@@ -223,8 +227,9 @@ class PaperDaemon:
         self.settings = self.settings.model_copy(update={"instruments": instruments})
         strategies = make_strategies(self.settings)
         now = await rest.server_time()
-        run = await asyncio.to_thread(self._find_or_create_run, store, now)
-        await self._claim(store, run)
+        if run is None:
+            run = await asyncio.to_thread(self._create_run, store, now)
+            await self._claim(store, run, resumed=False)
         warmup = warmup_span_ms(strategies, self.interval)
         newest_closed_end = (now // self.step) * self.step
         history_from = run.data_start - warmup
@@ -280,11 +285,18 @@ class PaperDaemon:
         await self._audit_recent(store, rest)
         return run
 
-    async def _claim(self, store: Store, run: _Run) -> None:
+    async def _claim(self, store: Store, run: _Run, *, resumed: bool) -> None:
         """Take the run's lease (refused while another live daemon holds it), and keep it
         from now on: a heartbeat renews it every third of its lifetime."""
         ttl = self.settings.paper.lease_ttl_s
         await asyncio.to_thread(store.acquire_lease, run.run_id, self.owner, ttl, force=self.force)
+        await asyncio.to_thread(store.set_run_status, run.run_id, "running")
+        if resumed and self._run is None:  # (not again when a failed start is retried)
+            log.info(
+                "resuming paper run %s (trading since %s, last step %s)",
+                run.run_id, iso(run.data_start),
+                iso(run.last_step) if run.last_step else "none",
+            )  # fmt: skip
         self._run = run
         if self._lease_keeper is None:
             self._lease_keeper = asyncio.create_task(self._keep_lease(store, run.run_id))
@@ -335,7 +347,9 @@ class PaperDaemon:
                 )  # fmt: skip
         return specs
 
-    def _find_or_create_run(self, store: Store, server_now: int) -> _Run:
+    def _find_run(self, store: Store) -> _Run | None:
+        """The run to resume (``--run``, or the newest resumable one with these settings);
+        None when a new one is due."""
         mark = fingerprint(self.settings)
         if self.requested_run is not None:
             run = store.get_run(self.requested_run)
@@ -353,14 +367,9 @@ class PaperDaemon:
                             store.shown_url, why)  # fmt: skip
         else:
             run = None
-        if run is not None:
-            store.set_run_status(run["id"], "running")
-            log.info(
-                "resuming paper run %s (trading since %s, last step %s)",
-                run["id"], iso(run["data_start"]),
-                iso(run["last_step"]) if run["last_step"] else "none",
-            )  # fmt: skip
-            return _Run(run["id"], run["data_start"], run["last_step"])
+        return None if run is None else _Run(run["id"], run["data_start"], run["last_step"])
+
+    def _create_run(self, store: Store, server_now: int) -> _Run:
         run_id = new_run_id()
         # The first traded candle: the one forming now, unless the previous one closed so
         # recently that REST does not list it yet (CLOSE_MARGIN_MS); that one is traded then,
@@ -373,7 +382,7 @@ class PaperDaemon:
             strategy=",".join(s.name for s in self.settings.strategies),
             symbols=list(self.symbols),
             interval=self.interval,
-            config={**redacted(self.settings), "fingerprint": mark},
+            config={**redacted(self.settings), "fingerprint": fingerprint(self.settings)},
             code_version=code_version(),
             started_at=self.wall.now(),
             data_start=data_start,
