@@ -1,4 +1,9 @@
-"""Running the local exchange and the paper daemon as real processes for end-to-end tests."""
+"""Running the local exchange and the paper daemon as real processes for end-to-end tests.
+
+The exchange's market waits for the daemon's first subscription (``exchange.start_on``), so
+how long a daemon takes to start — importing torch on a busy machine — never decides how much
+of the replay it sees; a test that restarts the daemon pauses the market while it is down.
+"""
 
 from __future__ import annotations
 
@@ -117,13 +122,30 @@ def bot(config: Path, *args: str, log: Path) -> subprocess.Popen:
 
 def exchange_status(config: Path) -> dict:
     port = tomllib.loads(config.read_text())["exchange"]["port"]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_local/status", timeout=2) as reply:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_local/status", timeout=10) as reply:
         return json.loads(reply.read())
+
+
+def exchange_clock(config: Path, action: str) -> dict:
+    """``pause`` or ``resume`` the exchange's market time; returns its status."""
+    port = tomllib.loads(config.read_text())["exchange"]["port"]
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/_local/{action}", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return json.loads(reply.read())
+
+
+def wait_until(condition, what: str, timeout: float = 180.0, every: float = 0.1) -> None:
+    """Poll ``condition`` until it holds; a generous deadline, for a busy machine."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting until {what}")
+        time.sleep(every)
 
 
 def start_exchange(config: Path, log: Path) -> subprocess.Popen:
     process = bot(config, "exchange", log=log)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             exchange_status(config)

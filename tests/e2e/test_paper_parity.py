@@ -19,16 +19,18 @@ from tests.e2e.harness import (
     ALL_FAULTS,
     SYMBOLS,
     bot,
+    exchange_clock,
     exchange_status,
     start_exchange,
     stop,
+    wait_until,
     write_config,
 )
 
 pytestmark = pytest.mark.slow
 
 START = to_ms("2024-03-01")
-BARS = 2400  # the daemon starts some bars in (slower on a busy machine): over 2,000 remain
+BARS = 2100  # the market waits for the daemon's subscription: it trades all of them
 SPEED = 3600 / 0.03  # a bar every 30 ms of wall time
 
 
@@ -72,7 +74,7 @@ def test_paper_daemon_through_every_fault_equals_the_backtest(tmp_path, linear_d
     exchange = start_exchange(config, tmp_path / "exchange.log")
     try:
         daemon = bot(config, "paper", "--new", log=tmp_path / "daemon.log")
-        assert daemon.wait(240) == 0, (tmp_path / "daemon.log").read_text()[-3000:]
+        assert daemon.wait(400) == 0, (tmp_path / "daemon.log").read_text()[-3000:]
         faults = exchange_status(config)["faults"]
     finally:
         stop(exchange)
@@ -91,7 +93,10 @@ def last_step(url: str) -> int:
 
 
 def test_killed_ten_times_the_daemon_ends_where_an_uninterrupted_run_does(tmp_path, linear_dir):
-    config = setup(tmp_path, linear_dir, speed=3600 / 0.05)  # ten restarts need the time
+    """Each kill lands while the daemon trades; the market runs on for a while (bars are
+    missed), then pauses until the next daemon has subscribed, so the ten kills fit in the
+    run however slowly the machine restarts a daemon."""
+    config = setup(tmp_path, linear_dir, speed=3600 / 0.05)
     url = load_settings(config).store.url
     rng = random.Random(2024)
     exchange = start_exchange(config, tmp_path / "exchange.log")
@@ -102,16 +107,26 @@ def test_killed_ten_times_the_daemon_ends_where_an_uninterrupted_run_does(tmp_pa
             before = last_step(url)
             daemon = bot(config, *args, log=log)
             args = ["paper"]  # later starts resume the run
-            deadline = time.monotonic() + 60
-            while last_step(url) <= before and time.monotonic() < deadline:
-                time.sleep(0.2)  # kill while it works, not while it imports
+            wait_until(lambda: exchange_status(config)["connections"]["open"] > 0,
+                       "the daemon subscribed")  # fmt: skip
+            exchange_clock(config, "resume")
+            wait_until(lambda b=before: last_step(url) > b, "the daemon trades")  # fmt: skip
             time.sleep(rng.uniform(0.0, 1.5))
-            assert daemon.poll() is None, "the run ended before ten kills; slow the market down"
+            assert daemon.poll() is None, "the run ended before ten kills"
             daemon.send_signal(signal.SIGKILL)
             daemon.wait()
+            wait_until(lambda: exchange_status(config)["connections"]["open"] == 0,
+                       "the exchange saw the daemon go")  # fmt: skip
+            time.sleep(rng.uniform(0.1, 1.0))  # bars go by while it is down
+            exchange_clock(config, "pause")
         final = bot(config, "paper", log=log)
-        assert final.wait(240) == 0, log.read_text()[-3000:]
+        wait_until(lambda: exchange_status(config)["connections"]["open"] > 0,
+                   "the daemon subscribed")  # fmt: skip
+        exchange_clock(config, "resume")
+        assert final.wait(300) == 0, log.read_text()[-3000:]
     finally:
         stop(exchange)
-    assert log.read_text().count("resuming paper run") == 10  # every restart resumed the run
+    text = log.read_text()
+    assert text.count("resuming paper run") == 10  # every restart resumed the run
+    assert " 0 diverged" in text and "replay diverged" not in text  # state rebuilt exactly
     check_parity(config, linear_dir)
