@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from bot.paper.daemon import DaemonStoppedError, PaperDaemon
 from bot.store import Store
 from bot.store.faults import LeaseHeldError
 from tests.paper.test_daemon import last_step, live, settings, wait_steps
+from tests.store.test_store_faults import hold_write_lock
 
 
 async def until(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
@@ -89,15 +89,6 @@ async def test_no_database_call_runs_on_the_event_loop(tmp_path):
     assert watch.on_loop == []
 
 
-def lock_database(path: Path, seconds: float, held: threading.Event) -> None:
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-    conn.execute("BEGIN EXCLUSIVE")
-    held.set()
-    time.sleep(seconds)
-    conn.execute("ROLLBACK")
-    conn.close()
-
-
 async def test_a_briefly_locked_database_is_waited_out_with_a_log_line(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
     config = settings(tmp_path)
@@ -107,7 +98,7 @@ async def test_a_briefly_locked_database_is_waited_out_with_a_log_line(tmp_path,
         task = asyncio.create_task(daemon.run())
         before = await wait_steps(config.store.url)
         held = threading.Event()
-        locker = threading.Thread(target=lock_database, args=(path, 3.0, held))
+        locker = threading.Thread(target=hold_write_lock, args=(path, 3.0, held))
         locker.start()
         await asyncio.to_thread(held.wait, 30)
         await asyncio.to_thread(locker.join)
@@ -128,7 +119,7 @@ async def test_a_database_locked_for_too_long_stops_the_daemon_cleanly(tmp_path)
         task = asyncio.create_task(daemon.run())
         await wait_steps(config.store.url)
         held = threading.Event()
-        locker = threading.Thread(target=lock_database, args=(path, 15.0, held))
+        locker = threading.Thread(target=hold_write_lock, args=(path, 15.0, held))
         locker.start()
         try:
             with pytest.raises(DaemonStoppedError, match=r"database is locked\); giving up"):

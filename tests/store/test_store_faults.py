@@ -72,8 +72,9 @@ def test_a_database_newer_than_this_code(tmp_path: Path) -> None:
 
 
 def hold_write_lock(path: Path, seconds: float, held: threading.Event) -> None:
-    """Another 'process' (connection) holding SQLite's write lock for ``seconds``."""
-    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    """Another 'process' (connection) holding SQLite's write lock for ``seconds`` (it waits
+    for a write in progress to end before taking it)."""
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
     conn.execute("BEGIN IMMEDIATE")
     held.set()
     time.sleep(seconds)
