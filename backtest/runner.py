@@ -30,7 +30,7 @@ from bot.core.journal import Journal, NullJournal
 from bot.core.portfolio import Portfolio
 from bot.core.risk import RiskLimits, RiskManager
 from bot.core.timeutil import interval_ms
-from bot.feeds.loaders import DataError, align, load_funding, load_panel
+from bot.feeds.loaders import DataError, align, check_bars, load_funding, load_panel
 from bot.feeds.replay import ReplayFeed
 from bot.feeds.synthetic import DEFAULT_START_MS, synthetic_panel
 from bot.jobs import install_default_jobs
@@ -118,6 +118,8 @@ def load_history(
                 f"the store has no {engine.interval} bars for {', '.join(empty)} in the range; "
                 "import some with `bot data import`"
             )
+        for symbol, frame in frames.items():  # rows written before bars were checked on entry
+            check_bars(frame, engine.interval, f"the store's {symbol} {engine.interval} bars")
         panel = align(frames, symbols, engine.interval)
         rates = store.load_funding(symbols) if data.funding else {}
     else:

@@ -2,13 +2,14 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from backtest.runner import run_backtest
-from bot.config import load_settings
+from bot.config import load_settings, parse_settings
 from bot.core.timeutil import HOUR_MS, to_ms
-from bot.feeds.loaders import read_bars
+from bot.feeds.loaders import DataError, read_bars
 from bot.store import Store
 from tests.conftest import ROOT
 
@@ -56,3 +57,21 @@ def test_store_source_with_funding_equals_the_csv_source(linear_dir, tmp_path):
     assert from_csv.stats.funding_events > 0
     assert from_store.equity.tobytes() == from_csv.equity.tobytes()
     assert from_store.stats.funding == pytest.approx(from_csv.stats.funding, rel=1e-12)
+
+
+def test_an_impossible_bar_already_in_the_store_is_named_not_replayed(tmp_path):
+    """A store written before bars were checked on entry may hold an ``inf`` bar, which used
+    to halt every run that read it: the replay names it instead."""
+    settings = parse_settings({
+        "engine": {"symbols": ["AAAUSDT"], "interval": "1h"},
+        "data": {"source": "store", "funding": False},
+        "strategies": [{"name": "equal_weight"}],
+        "instruments": {"AAAUSDT": {"qty_step": 0.01}},
+    })  # fmt: skip
+    ones = [1.0, 1.0]
+    frame = pd.DataFrame({"start": [0, 3_600_000], "open": ones, "high": [1.0, np.inf],
+                          "low": ones, "close": ones, "volume": ones})  # fmt: skip
+    with Store(f"sqlite:///{tmp_path / 'bot.db'}") as store:
+        store.upsert_klines("AAAUSDT", "1h", frame)  # the store itself does not judge bars
+        with pytest.raises(DataError, match=r"the store's AAAUSDT 1h bars: row 1: non-finite"):
+            run_backtest(settings, store=store, record=False)
