@@ -127,7 +127,10 @@ class PaperDaemon:
         self.echo = echo
         self.force = force
         self.until = None if settings.paper.until is None else to_ms(settings.paper.until)
-        self.stop = asyncio.Event()
+        self.stop = asyncio.Event()  # finish the step in progress, then stop (until, signals)
+        # ... and give up any wait on the venue at once (signals): a normal end at paper.until
+        # still compares its last bars with the venue's record before it stops
+        self.interrupted = asyncio.Event()
         self.wall = LiveClock()
         self.owner = new_owner()  # this process, as the holder of its run's lease
         self.engine: Engine | None = None
@@ -160,7 +163,7 @@ class PaperDaemon:
             store = await asyncio.to_thread(
                 Store, self.settings.store.url, lock_timeout_s=self.settings.store.lock_timeout_s
             )
-            async with BybitRest.from_config(venue, rest_url, stop=self.stop) as rest:
+            async with BybitRest.from_config(venue, rest_url, stop=self.interrupted) as rest:
                 with contextlib.suppress(Stopping):  # stopped while waiting on the venue
                     run = await self._start_when_reachable(store, rest)
                     if run is not None and not self.stop.is_set():
@@ -192,6 +195,7 @@ class PaperDaemon:
     def _on_signal(self, sig: int) -> None:
         name = signal.Signals(sig).name
         log.warning("%s received: finishing the current step and stopping", name)
+        self.interrupted.set()
         self.stop.set()
 
     # -- start-up: the same path for a new run and a restart ------------------------------------
@@ -560,6 +564,10 @@ class PaperDaemon:
                 continue
             for corrected in audit.check(symbol, frame_bars(symbol, self.interval, venue), end):
                 self._correct(corrected.bar, corrected.seen)
+        log.info(
+            "compared %d recent bars with the venue's record: %d corrected",
+            audit.counters["confirmed"] + audit.counters["corrected"], audit.counters["corrected"],
+        )  # fmt: skip
         if audit.counters["corrected"]:
             await asyncio.to_thread(self._gate.flush)
 

@@ -111,3 +111,23 @@ async def test_a_stopped_run_resumes_where_it_stopped_and_equals_its_backtest(tm
         assert [r["id"] for r in store.list_runs()] == [run_id]
         replay = await asyncio.to_thread(backtest_of_paper_run, config, store, run_id)
         assert compare_runs(store, run_id, replay) == []
+
+
+async def test_a_run_that_reaches_until_compares_its_last_bars_with_the_venue(tmp_path, caplog):
+    """paper.until is a normal end, not an interruption: the bars the stream had no time to
+    check against the venue's REST record are checked before the daemon stops."""
+    caplog.set_level(logging.INFO)
+    config = settings(tmp_path)
+    until = START + 30 * 24 * HOUR_MS + 40 * HOUR_MS
+    config = config.model_copy(
+        update={"paper": config.paper.model_copy(update={"until": str(until)})}
+    )
+    async with ExchangeServer(config) as server:
+        run_id = await asyncio.wait_for(
+            PaperDaemon(live(config, server.port), new_run=True).run(), 120
+        )
+    assert run_id
+    messages = [r.getMessage() for r in caplog.records]
+    reached = next(i for i, m in enumerate(messages) if m.startswith("reached "))
+    audits = [m for m in messages[reached:] if "recent bars with the venue's record" in m]
+    assert audits == ["compared 82 recent bars with the venue's record: 0 corrected"]  # 2 × 41
