@@ -178,6 +178,11 @@ class PaperDaemon:
         except STORE_FAULTS as exc:
             log.error("%s", exc)
             raise DaemonStoppedError(str(exc)) from None
+        except Exception:  # a start-up error or a bug: hand the run back on the way out
+            if store is not None and self._run is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(store.release_lease, self._run.run_id, self.owner)
+            raise
         finally:
             if self._lease_keeper is not None:
                 self._lease_keeper.cancel()

@@ -131,3 +131,19 @@ async def test_a_run_that_reaches_until_compares_its_last_bars_with_the_venue(tm
     reached = next(i for i, m in enumerate(messages) if m.startswith("reached "))
     audits = [m for m in messages[reached:] if "recent bars with the venue's record" in m]
     assert audits == ["compared 82 recent bars with the venue's record: 0 corrected"]  # 2 × 41
+
+
+async def test_a_start_up_error_hands_the_run_back(tmp_path):
+    config = settings(tmp_path)
+    async with ExchangeServer(config) as server:
+        first = PaperDaemon(live(config, server.port), new_run=True)
+        task = asyncio.create_task(first.run())
+        await wait_steps(config.store.url)
+        first.stop.set()
+        run_id = await asyncio.wait_for(task, 60)
+        # resumed with a symbol the venue does not list: refused after claiming the run
+        wrong = settings(tmp_path, symbols=[*SYMBOLS, "NOPEUSDT"])
+        with pytest.raises(StartupError):
+            await PaperDaemon(live(wrong, server.port), run_id=run_id).run()
+    with Store(config.store.url) as store:
+        assert store.lease_holder(run_id) is None  # the next daemon need not wait for it
