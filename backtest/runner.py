@@ -1,7 +1,8 @@
 """Running the engine over history: load bars, assemble the engine, replay, measure.
 
-The engine is the same object the paper daemon runs; only the feed (a replay of stored or file
-bars), the clock (simulated) and the executor (paper fills at the next open) are chosen here.
+The engine is the one :mod:`bot.assembly` builds for every mode; a backtest chooses a replay
+of stored or file bars as its feed, a simulated clock and the paper executor (fills at the
+next open).
 """
 
 from __future__ import annotations
@@ -17,27 +18,19 @@ import numpy as np
 from tqdm import tqdm
 
 from backtest.metrics import Metrics, compute_metrics
+from bot.assembly import build_engine, make_strategies, paper_executor, warmup_span_ms
 from bot.config import Settings, redacted
 from bot.core.clock import LiveClock, SimulatedClock
-from bot.core.context import warm_rows
-from bot.core.engine import Engine, EngineSettings, RunStats
+from bot.core.engine import RunStats
 from bot.core.events import Panel
-from bot.core.execution import PaperExecutor
 from bot.core.funding import FundingRates
 from bot.core.ids import new_run_id
-from bot.core.instruments import InstrumentSpec
 from bot.core.journal import Journal, NullJournal
-from bot.core.portfolio import Portfolio
-from bot.core.risk import RiskLimits, RiskManager
-from bot.core.timeutil import interval_ms
 from bot.feeds.loaders import DataError, align, check_bars, load_funding, load_panel
 from bot.feeds.replay import ReplayFeed
 from bot.feeds.synthetic import DEFAULT_START_MS, synthetic_panel
-from bot.jobs import install_default_jobs
 from bot.store import Store
 from bot.version import code_version
-from strategies import registry
-from strategies.api import Strategy
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +69,6 @@ class BacktestResult:
         if include_curve:
             out["equity_curve"] = {"time": self.times.tolist(), "equity": self.equity.tolist()}
         return out
-
-
-def warmup_span_ms(strategies: list[tuple[Strategy, float]], interval: str) -> int:
-    """How much history before the first traded bar the strategies need to be warm."""
-    base = interval_ms(interval)
-    span = 0
-    for strategy, _ in strategies:
-        span = max(span, (warm_rows(strategy) - 1) * base)
-        for name, bars in strategy.extra_intervals.items():
-            span = max(span, int(bars) * interval_ms(name))
-    return span
 
 
 def load_history(
@@ -131,69 +113,6 @@ def load_history(
     return warmup, traded, FundingRates(rates)
 
 
-def make_strategies(settings: Settings) -> list[tuple[Strategy, float]]:
-    """The configured strategies with their allocations (fails fast on a bad name or param)."""
-    interval = settings.engine.interval
-    return [
-        (
-            registry.create(spec.name, settings.strategy_symbols(spec), interval, spec.params),
-            spec.allocation,
-        )
-        for spec in settings.strategies
-    ]
-
-
-def build_engine(
-    settings: Settings,
-    run_id: str,
-    journal: Journal,
-    clock: SimulatedClock | LiveClock,
-    strategies: list[tuple[Strategy, float]],
-    summary_level: int = logging.DEBUG,
-    funding: FundingRates | None = None,
-    record_bars: bool = False,
-    flush_each_panel: bool = True,
-) -> Engine:
-    """Assemble the engine for ``settings``: portfolio, paper executor, risk, scheduled jobs."""
-    symbols = tuple(settings.engine.symbols)
-    interval = settings.engine.interval
-    specs = {s: InstrumentSpec(s, **settings.instruments[s].model_dump()) for s in symbols}
-    cash = settings.portfolio.initial_cash
-    limits = settings.risk
-    engine = Engine(
-        settings=EngineSettings(
-            run_id=run_id,
-            interval=interval,
-            rebalance_threshold=settings.portfolio.rebalance_threshold,
-            block_rows=settings.engine.block_rows,
-            record_bars=record_bars,
-            flush_each_panel=flush_each_panel,
-        ),
-        symbols=symbols,
-        strategies=strategies,
-        portfolio=Portfolio(symbols, specs, cash),
-        executor=PaperExecutor(
-            symbols, settings.portfolio.fee_bp / 1e4, settings.portfolio.slippage_bp / 1e4
-        ),
-        risk=RiskManager(
-            RiskLimits(
-                max_weight=limits.max_weight,
-                max_gross=limits.max_gross,
-                max_drawdown=limits.max_drawdown,
-                allow_short=limits.allow_short,
-            ),
-            cash,
-        ),
-        journal=journal,
-        clock=clock,
-        funding=funding,
-    )
-    install_default_jobs(
-        engine, settings.scheduler.equity_snapshot, settings.scheduler.daily_summary, summary_level
-    )
-    return engine
-
-
 async def run_backtest_async(
     settings: Settings,
     *,
@@ -236,8 +155,8 @@ async def run_backtest_async(
         recorder.journal(run_id, background=True) if recorder is not None else NullJournal()
     )
     engine = build_engine(
-        settings, run_id, journal, SimulatedClock(), strategies, funding=funding,
-        flush_each_panel=False,  # a replay is rerun, not resumed: batch the writes
+        settings, run_id, journal, SimulatedClock(), strategies, paper_executor(settings),
+        funding=funding, flush_each_panel=False,  # a replay is rerun, not resumed: batch writes
     )  # fmt: skip
     log.info(
         "backtest %s: %s on %d bars of %s", run_id, ", ".join(s.name for s in settings.strategies),

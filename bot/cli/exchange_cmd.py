@@ -9,13 +9,13 @@ import contextlib
 import logging
 from pathlib import Path
 
+from backtest.parity import backtest_of_run, compare_runs
 from bot.cli.common import Overrides, UsageError, flag_overrides, settings_from
 from bot.config import Settings
 from bot.core.timeutil import DAY_MS, interval_ms, iso, to_ms
 from bot.exchange.server import ExchangeServer, serve
 from bot.feeds.synthetic import DEFAULT_START_MS
 from bot.paper.daemon import PaperDaemon, StartupError
-from bot.paper.parity import backtest_of_paper_run, compare_runs
 from bot.store import Store
 
 
@@ -101,7 +101,7 @@ def run_demo(args: argparse.Namespace) -> int:
         run = store.get_run(run_id)
         print(f"\npaper run {run_id}: {run['counts']['decisions']} decisions, "
               f"{run['counts']['fills']} fills; backtesting the same bars ...")  # fmt: skip
-        replay_id = backtest_of_paper_run(settings, store, run_id)
+        replay_id = backtest_of_run(settings, store, run_id)
         problems = compare_runs(store, run_id, replay_id)
     if problems:
         print("PARITY FAILED:\n  " + "\n  ".join(problems))

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from backtest.runner import load_history, warmup_span_ms
+from backtest.runner import load_history
+from bot.assembly import warmup_span_ms
 from bot.cli.common import HISTORY_FLAGS, UsageError, flag_overrides, settings_from, table
 from bot.core.timeutil import iso
 from models.checkpoint import load_checkpoint

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtest.runner import build_engine, make_strategies, warmup_span_ms
+from bot.assembly import build_engine, make_strategies, paper_executor, warmup_span_ms
 from bot.config import Settings, redacted
 from bot.core.barrier import Barrier
 from bot.core.clock import LiveClock, SimulatedClock
@@ -265,6 +265,7 @@ class PaperDaemon:
             journal,
             SimulatedClock(),
             strategies,
+            paper_executor(self.settings),
             summary_level=logging.INFO,
             funding=await asyncio.to_thread(self._funding, store),
             record_bars=True,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from backtest.parity import backtest_of_run, compare_runs
 from bot.config import load_settings
 from bot.core.timeutil import HOUR_MS, iso, to_ms
-from bot.paper.parity import backtest_of_paper_run, compare_runs
 from bot.store import Store
 from tests.e2e.harness import bot, start_exchange, stop, write_config
 
@@ -51,5 +51,5 @@ def test_walk_forward_model_in_the_paper_daemon_equals_its_backtest(tmp_path: Pa
         changes = [d["time"] for prev, d in pairwise(decisions)
                    if d["model_version"] != prev["model_version"]]  # fmt: skip
         assert len(changes) >= 2, "the retraining job must swap in new models as it runs"
-        replay = backtest_of_paper_run(settings, store, paper["id"])
+        replay = backtest_of_run(settings, store, paper["id"])
         assert compare_runs(store, paper["id"], replay) == []

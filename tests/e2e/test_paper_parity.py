@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from backtest.parity import backtest_of_run, compare_runs
 from bot.config import load_settings
 from bot.core.timeutil import HOUR_MS, iso, to_ms
-from bot.paper.parity import backtest_of_paper_run, compare_runs
 from bot.store import Store
 from tests.e2e.harness import (
     ALL_FAULTS,
@@ -60,7 +60,7 @@ def check_parity(config: Path, linear_dir: Path) -> str:
             assert stored["start"].tolist() == source["timestamp_ms"].tolist()
             for field in ("open", "high", "low", "close", "volume"):
                 assert stored[field].tolist() == source[field].tolist(), (symbol, field)
-        replay = backtest_of_paper_run(settings, store, run["id"])
+        replay = backtest_of_run(settings, store, run["id"])
         problems = compare_runs(store, run["id"], replay)
         assert problems == []
         orders = store.orders(run["id"])

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
+from backtest.parity import backtest_of_run, compare_runs
 from bot.config import parse_settings
 from bot.core.timeutil import HOUR_MS
 from bot.exchange.server import ExchangeServer
 from bot.paper.daemon import PaperDaemon, StartupError
-from bot.paper.parity import backtest_of_paper_run, compare_runs
 from bot.store import Store
 
 SYMBOLS = ["AAAUSDT", "BBBUSDT"]
@@ -109,7 +109,7 @@ async def test_a_stopped_run_resumes_where_it_stopped_and_equals_its_backtest(tm
         resumed = store.get_run(run_id)
         assert resumed["counts"]["equity"] > steps_before + 20
         assert [r["id"] for r in store.list_runs()] == [run_id]
-        replay = await asyncio.to_thread(backtest_of_paper_run, config, store, run_id)
+        replay = await asyncio.to_thread(backtest_of_run, config, store, run_id)
         assert compare_runs(store, run_id, replay) == []
 
 

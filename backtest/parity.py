@@ -1,10 +1,12 @@
-"""Paper run vs backtest of the same bars: are they the same, value for value?
+"""A daemon's run vs a backtest of the same bars: are they the same, value for value?
 
-The design's central promise is that live paper trading and a backtest differ only in the feed,
-the clock and the executor. This module checks it on a finished (or stopped) paper run: it
-backtests the bars the daemon stored, over the same span and settings, and compares decisions,
-orders, fills, funding and equity snapshots. ``bot demo`` shows the result; the parity test
-requires it to be empty.
+The design's central promise is that live trading, paper trading and a backtest differ only in
+the feed, the clock and the executor. This module checks it on a finished (or stopped) daemon
+run: it backtests the bars the daemon stored, over the same span and settings, and compares
+decisions, orders, fills, funding and equity snapshots (a paper run must match in all of them;
+a live run, whose fills come from the exchange, in its decisions). It lives with the backtests
+because it is one: a replay of a run's bars. ``bot demo`` shows the result; the parity tests
+require it to be empty.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from bot.store import Store
 _RUN_SCOPED = ("order_link_id", "exec_id")  # derived from the run id: differ by construction
 
 
-def backtest_of_paper_run(settings: Settings, store: Store, run_id: str) -> str:
-    """Backtest the bars a paper run stored, over its span and with the trading rules it
-    traded under (the venue's); returns the backtest's run id."""
+def backtest_of_run(settings: Settings, store: Store, run_id: str) -> str:
+    """Backtest the bars a paper or live run stored, over its span and with the trading rules
+    it traded under (the venue's); returns the backtest's run id."""
     run = store.get_run(run_id)
-    if run is None or run["kind"] != "paper" or run["last_step"] is None:
-        raise ValueError(f"{run_id}: not a paper run with processed steps")
+    if run is None or run["kind"] not in ("paper", "live") or run["last_step"] is None:
+        raise ValueError(f"{run_id}: not a paper or live run with processed steps")
     engine = settings.engine.model_copy(
         update={"start": str(run["data_start"]), "end": str(run["last_step"])}
     )
