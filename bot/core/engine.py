@@ -38,7 +38,20 @@ from bot.core.context import (
     warm_rows,
     weights_vector,
 )
-from bot.core.events import CLOSE, OPEN, Bar, Decision, Fill, Panel, RunEvent
+from bot.core.events import (
+    ACCEPTED,
+    CANCELLED,
+    CLOSE,
+    FUNDING,
+    OPEN,
+    REJECTED,
+    Bar,
+    Decision,
+    ExecutionReport,
+    Fill,
+    Panel,
+    RunEvent,
+)
 from bot.core.execution import Executor
 from bot.core.funding import FundingEvent, FundingRates
 from bot.core.journal import Journal
@@ -87,6 +100,7 @@ class RunStats:
     decisions: int = 0
     orders: int = 0
     cancelled: int = 0
+    rejected: int = 0
     fills: int = 0
     funding_events: int = 0
     traded_notional: float = 0.0
@@ -310,10 +324,16 @@ class Engine:
         funding on the position held before the fill, as a replay does."""
         if not self._started or self.funding.settles_at(symbol, start):
             return
-        fills = self.executor.on_symbol_open(symbol, start, open_price)
-        for fill in fills:
-            self._book(self.portfolio.apply_fill(fill))
-        if fills and self.settings.flush_each_panel:
+        reports = self.executor.on_symbol_open(symbol, start, open_price)
+        self._apply_reports(reports)
+        if reports and self.settings.flush_each_panel:
+            self.journal.flush()
+
+    def on_execution(self, report: ExecutionReport) -> None:
+        """An executor's report that arrived on its own (a live exchange's acknowledgement,
+        rejection, fill, cancellation or funding settlement): book it now."""
+        self._apply_reports([report])
+        if self.settings.flush_each_panel:
             self.journal.flush()
 
     def patch_bar(self, bar: Bar, *, revised: bool = False) -> bool:
@@ -471,8 +491,7 @@ class Engine:
             if fe.time == start:
                 self._settle_funding(fe, values[:, OPEN])
         if self.executor.pending:
-            for fill in self.executor.on_open(start, values[:, OPEN], present):
-                self._book(portfolio.apply_fill(fill))
+            self._apply_reports(self.executor.on_open(start, values[:, OPEN], present))
         for fe in funding:
             if fe.time != start:
                 self._settle_funding(fe, values[:, OPEN])
@@ -522,6 +541,29 @@ class Engine:
             self.stats.funding_events += 1
             self.stats.funding += fill.cash_flow
             self.journal.record_fill(fill)
+
+    def _apply_reports(self, reports: list[ExecutionReport]) -> None:
+        """Book executor reports, in order: the one path from an executor to the books."""
+        for report in reports:
+            kind = report.kind
+            if kind == ACCEPTED:
+                self.journal.record_orders([report.order])
+            elif kind == CANCELLED:
+                self.stats.cancelled += 1
+                self.journal.record_orders([report.order], status="Cancelled")
+            elif kind == REJECTED:
+                self.stats.rejected += 1
+                self.journal.record_orders([report.order], status="Rejected")
+                log.warning("%s: order %s rejected (%s)", report.symbol,
+                            report.order.link_id, report.reason)  # fmt: skip
+            elif kind == FUNDING:
+                fill = report.fill
+                self.portfolio.book_cash(fill.cash_flow)
+                self.stats.funding_events += 1
+                self.stats.funding += fill.cash_flow
+                self.journal.record_fill(fill)
+            else:  # filled or partially filled: a trade
+                self._book(self.portfolio.apply_fill(report.fill))
 
     def _book(self, fill: Fill) -> None:
         s = self.portfolio.index[fill.symbol]
@@ -619,12 +661,8 @@ class Engine:
     def _submit(self, orders: list) -> None:
         if not orders:
             return
-        cancelled = self.executor.submit(orders)
-        if cancelled:
-            self.stats.cancelled += len(cancelled)
-            self.journal.record_orders(cancelled, status="Cancelled")
         self.stats.orders += len(orders)
-        self.journal.record_orders(orders)
+        self._apply_reports(self.executor.submit(orders))
 
     def _kill_switch(self, close_time: int, prices: np.ndarray, stale: np.ndarray) -> None:
         limit = self.risk.limits.max_drawdown

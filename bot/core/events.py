@@ -134,6 +134,35 @@ class Fill:
         return "Buy" if self.qty > 0 else "Sell"
 
 
+#: What can become of an order, as an executor reports it; ``FUNDING`` carries a settlement.
+ACCEPTED, REJECTED, PARTIALLY_FILLED, FILLED, CANCELLED, FUNDING = (
+    "accepted", "rejected", "partially_filled", "filled", "cancelled", "funding",
+)  # fmt: skip
+REPORT_KINDS = (ACCEPTED, REJECTED, PARTIALLY_FILLED, FILLED, CANCELLED, FUNDING)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionReport:
+    """What became of an order (or a funding settlement), as the executor learnt it.
+
+    Orders go out through :meth:`Executor.submit`; their outcomes come back as reports, the one
+    path by which the engine books anything. The paper executor produces them on the spot (at
+    submission and at the next open); a live executor when the exchange says so, through the
+    same queue as bars. ``fill`` is set for (partial) fills and funding; ``reason`` names a
+    rejection's code or a cancellation's cause."""
+
+    kind: str
+    symbol: str
+    time: int
+    order: Order | None = None
+    fill: Fill | None = None
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in REPORT_KINDS:
+            raise ValueError(f"report kind must be one of {REPORT_KINDS}, not {self.kind!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What one strategy decided at the close of a bar, and what risk turned it into."""

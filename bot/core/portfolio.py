@@ -150,6 +150,11 @@ class Portfolio:
             fill.exec_type, fill.cash_flow, realized,
         )  # fmt: skip
 
+    def book_cash(self, flow: float) -> None:
+        """A cash flow the exchange settled on its own (funding it charged or paid): the
+        exchange's number is booked as is, never recomputed."""
+        self._add_cash(flow)
+
     def _set_qty(self, s: int, qty: float) -> None:
         self.qty[s] = qty
         self.version += 1
