@@ -31,9 +31,7 @@ from bot.venues.bybit.rest_protocol import (
     KLINE_LIMIT,
     BadResponseError,
     BybitError,
-    TransportError,
     empty_klines,
-    error_kind,
     funding_intervals,
     parse_funding,
     parse_instruments,
@@ -42,6 +40,7 @@ from bot.venues.bybit.rest_protocol import (
     read_envelope,
     retry_delay,
 )
+from bot.venues.bybit.retrying import back_off, transport_error
 from bot.venues.bybit.stopping import until_stopped
 
 if TYPE_CHECKING:
@@ -238,9 +237,7 @@ class BybitRest:
             except BybitError as exc:
                 error = exc
             except (aiohttp.ClientError, TimeoutError) as exc:
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                error = TransportError(reason, target)
-                error.__cause__ = exc
+                error = transport_error(exc, target)
             delay = None
             if attempt <= self.max_retries:
                 now_ms = int(time.time() * 1000)  # the reset header is wall-clock time
@@ -250,10 +247,7 @@ class BybitRest:
             if delay is None:
                 self.stats["failures"] += 1
                 raise error
-            self.stats["retries"] += 1
-            self.stats[f"retries.{error_kind(error)}"] += 1
-            log.warning("retry %d of %d in %.2f s: %s", attempt, self.max_retries, delay, error)
-            await until_stopped(asyncio.sleep(delay), self.stop)
+            await back_off(delay, attempt, self.max_retries, error, self.stats, self.stop, log)
 
     async def _fetch(self, path: str, params: dict[str, Any]) -> tuple[int, Any, bytes]:
         async with self._session.get(self.base_url + path, params=params) as response:

@@ -9,7 +9,7 @@ the retry policy, and the parsing of klines, instruments, funding rates and serv
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -87,27 +87,39 @@ class TransportError(BybitError):
 
 # -- envelope -------------------------------------------------------------------------------------
 def read_envelope(
-    status: int, headers: Mapping[str, str], body: bytes | str, path: str
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes | str,
+    path: str,
+    scrub: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """The whole envelope of a successful response (``result`` plus the server ``time``);
-    raises the matching :class:`BybitError` otherwise."""
+    raises the matching :class:`BybitError` otherwise.
+
+    ``scrub`` is applied to every piece of server text an error carries (``retMsg``, body
+    excerpts): private calls pass one that removes their key, since Bybit may echo it."""
+    clean = scrub or _unchanged
     if not 200 <= status < 300:
-        raise BybitHTTPError(status, path, _excerpt(body))
+        raise BybitHTTPError(status, path, clean(_excerpt(body)))
     try:
         envelope = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise BadResponseError(f"not JSON: {_excerpt(body)}", path, status) from None
+        raise BadResponseError(f"not JSON: {clean(_excerpt(body))}", path, status) from None
     code = envelope.get("retCode") if isinstance(envelope, dict) else None
     if not isinstance(code, int):
-        raise BadResponseError(f"no retCode: {_excerpt(body)}", path, status)
-    message = str(envelope.get("retMsg", ""))
+        raise BadResponseError(f"no retCode: {clean(_excerpt(body))}", path, status)
+    message = clean(str(envelope.get("retMsg", "")))
     if code == RATE_LIMIT_CODE:
         raise RateLimited(code, message, path, _reset_ms(headers))
     if code != 0:
         raise BybitAPIError(code, message, path)
     if not isinstance(envelope.get("result"), dict):
-        raise BadResponseError(f"no result object: {_excerpt(body)}", path, status)
+        raise BadResponseError(f"no result object: {clean(_excerpt(body))}", path, status)
     return envelope
+
+
+def _unchanged(text: str) -> str:
+    return text
 
 
 def check_response(
