@@ -23,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -234,8 +235,77 @@ class FaultsConfig(_Section):
     http_error_every: int = Field(0, ge=0)  # REST: every Nth request is an HTTP 403
 
 
+class PrivateFaultsConfig(_Section):
+    """Faults of the local exchange's private side (orders, lookups, private stream), each a
+    chance decided under ``exchange.seed`` per order request, private request, message,
+    connection or bar, and counted in ``/_local/status``. All off by default."""
+
+    # order create: accepted, then the connection is dropped before any answer
+    lost_response_probability: float = Field(0.0, ge=0, le=1)
+    # order create: the connection is dropped, the order is accepted (and visible to lookups)
+    # only late_acceptance_ms later; its orderLinkId is taken at once (a re-send gets 110072)
+    late_acceptance_probability: float = Field(0.0, ge=0, le=1)
+    late_acceptance_ms: int = Field(2_000, ge=0, le=600_000)  # wall ms
+    # any private request: a burst of this many 10006 answers begins
+    rate_limit_burst_probability: float = Field(0.0, ge=0, le=1)
+    rate_limit_burst_requests: int = Field(3, ge=1, le=1_000)
+    rate_limit_reset_ms: int = Field(300, ge=0, le=60_000)  # reset this far ahead (wall ms)
+    # any private request: 10002, as if the server clock were clock_skew_ms ahead
+    clock_skew_probability: float = Field(0.0, ge=0, le=1)
+    clock_skew_ms: int = Field(10_000, ge=1, le=3_600_000)
+    # order create/cancel: retCode 10016 or HTTP 5xx, before the order is touched / after
+    error_before_probability: float = Field(0.0, ge=0, le=1)
+    error_after_probability: float = Field(0.0, ge=0, le=1)
+    # order create: acknowledged, then Rejected on the order stream
+    async_reject_probability: float = Field(0.0, ge=0, le=1)
+    # order create: partly filled, the rest cancelled (IOC leftovers, market orders too)
+    ioc_partial_probability: float = Field(0.0, ge=0, le=1)
+    # order create: stays New, filled fill_delay_ms later (wall) at the price of then
+    delayed_fill_probability: float = Field(0.0, ge=0, le=1)
+    fill_delay_ms: int = Field(500, ge=0, le=600_000)
+    # private websocket, per data message: lost, sent twice, sent after the next one
+    ws_drop_probability: float = Field(0.0, ge=0, le=1)
+    ws_duplicate_probability: float = Field(0.0, ge=0, le=1)
+    ws_reorder_probability: float = Field(0.0, ge=0, le=1)
+    # private websocket, per Filled order message: a second Filled message follows
+    ws_double_filled_probability: float = Field(0.0, ge=0, le=1)
+    # private websocket, per auth request with a valid signature: answered as a failure
+    auth_failure_probability: float = Field(0.0, ge=0, le=1)
+    # per account and bar: a manual market order (not the client's) on a symbol it traded
+    manual_order_probability: float = Field(0.0, ge=0, le=1)
+    manual_order_notional: float = Field(100.0, gt=0, le=MAX_CASH)  # USDT
+    # order create: refused as if the rule were broken (110007 / 110094 / 110017)
+    insufficient_balance_probability: float = Field(0.0, ge=0, le=1)
+    below_min_notional_probability: float = Field(0.0, ge=0, le=1)
+    qty_to_zero_probability: float = Field(0.0, ge=0, le=1)
+
+
+class ExchangeAccountConfig(_Section):
+    """An account of the local exchange: an API key pair (test keys, never real ones) and what
+    Bybit would report about it, so the bot's refusals (read-only key, withdraw permission, no
+    unified account, hedge mode) can be tested. ``name`` identifies it in ``/_local/status``."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    api_key: SecretStr
+    api_secret: SecretStr
+    balance: float = Field(10_000.0, ge=0, le=MAX_CASH)  # starting USDT wallet balance
+    leverage: float = Field(10.0, ge=1, le=MAX_LEVERAGE)  # initial margin = value / leverage
+    read_only: bool = False  # orders and cancels answer 10005
+    withdraw: bool = False  # the key also holds the Wallet "Withdraw" permission
+    uta: bool = True  # a unified trading account (wallet-balance accountType=UNIFIED works)
+    position_mode: Literal["one_way", "hedge"] = "one_way"
+
+    @field_validator("api_key", "api_secret")
+    @classmethod
+    def _present(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+
 class ExchangeConfig(_Section):
-    """The local Bybit-compatible exchange (``bot exchange``): replays bars as live klines."""
+    """The local Bybit-compatible exchange (``bot exchange``): replays bars as live klines,
+    and trades the ``accounts`` on its private side."""
 
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
@@ -250,6 +320,20 @@ class ExchangeConfig(_Section):
     bar_updates: int = Field(3, ge=1, le=60)  # confirm:false pushes per candle before it closes
     source: Literal["csv", "store", "synthetic"] = "csv"  # csv uses [data].path
     faults: FaultsConfig = FaultsConfig()
+    accounts: list[ExchangeAccountConfig] = Field(default_factory=list)
+    taker_fee: float = Field(0.00055, ge=0, le=0.01)  # fee rate of every fill (5.5 bp)
+    order_rate_limit: int = Field(10, ge=1, le=10_000)  # creates + cancels per second, account
+    private_faults: PrivateFaultsConfig = PrivateFaultsConfig()
+
+    @model_validator(mode="after")
+    def _distinct_accounts(self) -> ExchangeConfig:
+        names = [a.name for a in self.accounts]
+        keys = [a.api_key.get_secret_value() for a in self.accounts]
+        if len(set(names)) != len(names):
+            raise ValueError("accounts: two accounts share a name")
+        if len(set(keys)) != len(keys):
+            raise ValueError("accounts: two accounts share an api_key")
+        return self
 
 
 class StrategyConfig(_Section):
