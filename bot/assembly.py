@@ -9,6 +9,7 @@ live run's bars comparable to the run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from bot.config import Settings
@@ -19,10 +20,12 @@ from bot.core.execution import Executor, PaperExecutor
 from bot.core.funding import FundingRates
 from bot.core.instruments import InstrumentSpec
 from bot.core.journal import Journal
+from bot.core.market_data import MarketData
 from bot.core.portfolio import Portfolio
 from bot.core.risk import RiskLimits, RiskManager
 from bot.core.timeutil import interval_ms
 from bot.jobs import install_default_jobs
+from bot.venues.bybit.market_data import BybitMarketData
 from strategies import registry
 from strategies.api import Strategy
 
@@ -58,6 +61,14 @@ def paper_executor(settings: Settings) -> PaperExecutor:
         settings.portfolio.fee_bp / 1e4,
         settings.portfolio.slippage_bp / 1e4,
     )
+
+
+def venue_market_data(settings: Settings, stop: asyncio.Event) -> MarketData:
+    """The configured venue's market data (Bybit, or the local exchange with ``venue.target =
+    "local"``); ``stop`` interrupts its waits. An async context: enter it before use."""
+    rest_url, ws_url = settings.venue_urls()
+    return BybitMarketData(settings.venue, rest_url, ws_url, stop=stop,
+                           seed=settings.exchange.seed)  # fmt: skip
 
 
 def build_engine(

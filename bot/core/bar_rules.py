@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from bot.core.events import FIELDS
+from bot.core.events import FIELDS, Bar
 from bot.core.timeutil import WEEK_MS, WEEK_OFFSET_MS
 
 #: No instrument trades above this (USDT per contract): far beyond any real price, far below
@@ -127,3 +127,13 @@ def row_problems(
 def _ohlc(row: np.ndarray) -> str:
     o, h, lo, c = row[:4].tolist()
     return f"(o={o} h={h} l={lo} c={c})"
+
+
+def bar_differences(seen: Bar, venue: Bar) -> str:
+    """What differs between two versions of a bar, for a log line ("close 101.5 → 100.9")."""
+    fields = ("open", "high", "low", "close", "volume")
+    return ", ".join(
+        f"{name} {getattr(seen, name):g} → {getattr(venue, name):g}"
+        for name in fields
+        if getattr(seen, name) != getattr(venue, name)
+    )

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bot.core.bar_rules import bar_differences
 from bot.core.buffer import FeatureBuffer
 from bot.core.clock import Clock
 from bot.core.context import (
@@ -61,6 +62,15 @@ from bot.core.scheduler import ClockScheduler
 from bot.core.timeutil import interval_ms, iso, normalize_interval
 
 log = logging.getLogger(__name__)
+
+STALE_EVENT = "stale_step"  # symbols without a bar when their step was decided
+LATE_EVENT = "late_bar"  # ... whose bar came afterwards and was patched in
+CORRECTED_EVENT = "bar_corrected"  # a stored bar the venue's REST record contradicted
+
+
+def bar_values(bar: Bar) -> list[float | None]:
+    """A bar's numbers as an event stores them (restarts rebuild the bar from them)."""
+    return [bar.open, bar.high, bar.low, bar.close, bar.volume, bar.turnover]
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +346,52 @@ class Engine:
         if self.settings.flush_each_panel:
             self.journal.flush()
 
-    def patch_bar(self, bar: Bar, *, revised: bool = False) -> bool:
+    def record_stale(self, rows: Panel) -> None:
+        """Before live steps are processed: record which symbols had no bar at each (the
+        barrier's grace ran out), so a restart masks them out again and its replay decides
+        exactly as the run did."""
+        for i in np.flatnonzero(~rows.present.all(axis=1)).tolist():
+            stale = [s for s, here in zip(self.symbols, rows.present[i], strict=True) if not here]
+            start = int(rows.starts[i])
+            detail = {"start": start, "symbols": stale}
+            self.journal.record_event(RunEvent(start + self.interval_ms, STALE_EVENT, detail))
+
+    def late_bar(self, bar: Bar) -> None:
+        """A bar that missed its step's decision: keep it (journal and buffer) for the
+        decisions that come next, and record when it came, for a restart's replay."""
+        self._patch_bar(bar)
+        detail = {"symbol": bar.symbol, "start": bar.start, "bar": bar_values(bar)}
+        self.journal.record_event(RunEvent(self.clock.now(), LATE_EVENT, detail,
+                                           key=f"{bar.symbol}:{bar.start}"))  # fmt: skip
+        log.warning("%s bar %s arrived after its step was decided", bar.symbol, iso(bar.start))
+
+    def correct_bar(self, venue: Bar, seen: Bar) -> None:
+        """The venue's record of a bar differs from the one taken (``seen``): store the
+        venue's and let later decisions see it; earlier decisions stand, they are history."""
+        self._patch_bar(venue, revised=True)
+        detail = {"symbol": venue.symbol, "start": venue.start, "seen": bar_values(seen),
+                  "bar": bar_values(venue)}  # fmt: skip
+        self.journal.record_event(RunEvent(self.clock.now(), CORRECTED_EVENT, detail,
+                                           key=f"{venue.symbol}:{venue.start}"))  # fmt: skip
+        log.warning(
+            "%s bar %s: the venue's record differs from the bar taken (%s); corrected",
+            venue.symbol, iso(venue.start), bar_differences(seen, venue),
+        )  # fmt: skip
+
+    def replay_patch(self, bar: Bar) -> None:
+        """A restart re-applies a late or corrected bar after the step it followed."""
+        self._patch_bar(bar)
+
+    def update_funding(self, funding: FundingRates) -> None:
+        """Funding rates fetched since the engine was built (before the steps that need them)."""
+        self.funding = funding
+
+    @property
+    def last_submission_ns(self) -> int:
+        """perf_counter_ns when the executor last took orders (decision latency metrics)."""
+        return self.executor.submitted_ns
+
+    def _patch_bar(self, bar: Bar, *, revised: bool = False) -> bool:
         """Take in a bar after its step was decided: one that arrived late (its symbol was
         stale at the step), or one the venue corrected (``revised``). Later decisions see it
         in their windows; the journal stores it (over the stored bar when revised). Returns

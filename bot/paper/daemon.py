@@ -41,35 +41,41 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.assembly import build_engine, make_strategies, paper_executor, warmup_span_ms
+from bot.assembly import (
+    build_engine,
+    make_strategies,
+    paper_executor,
+    venue_market_data,
+    warmup_span_ms,
+)
 from bot.config import Settings, redacted
+from bot.core.backoff import Backoff
 from bot.core.barrier import Barrier
 from bot.core.clock import LiveClock, SimulatedClock
-from bot.core.engine import Engine
-from bot.core.events import Bar, Panel, RunEvent
+from bot.core.engine import CORRECTED_EVENT, LATE_EVENT, STALE_EVENT, Engine
+from bot.core.events import Bar, Panel
 from bot.core.funding import FundingRates
 from bot.core.ids import new_run_id
 from bot.core.instruments import InstrumentSpec
+from bot.core.market_data import (
+    BarStream,
+    Closed,
+    Corrected,
+    MarketData,
+    MarketDataError,
+    MarketDataStopped,
+    Opened,
+)
 from bot.core.timeutil import interval_ms, iso, to_ms
 from bot.feeds.loaders import align
 from bot.paper.journals import EchoJournal, GatedJournal
-from bot.redact import redact_url
 from bot.store import Store
 from bot.store.faults import LeaseLostError, StoreGoneError, StoreUnavailableError
 from bot.store.lease import new_owner
-from bot.venues.bybit.fetch import fetch_funding_to_store, fetch_klines_to_store
-from bot.venues.bybit.klines import CloseAudit, Closed, Corrected, Opened, bar_differences
-from bot.venues.bybit.rest import BybitRest
-from bot.venues.bybit.rest_protocol import CLOSE_MARGIN_MS, BybitError, is_transient
-from bot.venues.bybit.stopping import Stopping
-from bot.venues.bybit.stream import Backoff, PublicStream, frame_bars
 from bot.version import code_version
 
 log = logging.getLogger("bot.paper")
 
-STALE_EVENT = "stale_step"  # symbols without a bar when their step was decided
-LATE_EVENT = "late_bar"  # ... whose bar came afterwards and was patched in
-CORRECTED_EVENT = "bar_corrected"  # a stored bar the venue's REST record contradicted
 #: How many recent steps' bars are compared with the venue's record at start and at the end.
 AUDIT_STEPS = 1000
 #: Faults that stop the daemon with exit status 3 (it cannot go on writing its run).
@@ -99,10 +105,6 @@ class _Run:
     last_step: int | None  # close of the last committed step
 
 
-def _bar_values(bar: Bar) -> list[float | None]:
-    return [bar.open, bar.high, bar.low, bar.close, bar.volume, bar.turnover]
-
-
 def _bar_from(symbol: str, interval: str, start: int, values: list) -> Bar:
     o, h, lo, c, v, t = values
     return Bar(symbol, interval, start, o, h, lo, c, v, t)
@@ -117,6 +119,7 @@ class PaperDaemon:
         run_id: str | None = None,
         echo: Callable[[str], None] | None = None,
         force: bool = False,
+        market_data: Callable[[Settings, asyncio.Event], MarketData] = venue_market_data,
     ) -> None:
         self.settings = settings
         self.symbols = tuple(settings.engine.symbols)
@@ -126,6 +129,8 @@ class PaperDaemon:
         self.requested_run = run_id
         self.echo = echo
         self.force = force
+        self.market_data = market_data  # makes the venue's market data (an async context)
+        self.market: MarketData | None = None
         self.until = None if settings.paper.until is None else to_ms(settings.paper.until)
         self.stop = asyncio.Event()  # finish the step in progress, then stop (until, signals)
         # ... and give up any wait on the venue at once (signals): a normal end at paper.until
@@ -134,7 +139,7 @@ class PaperDaemon:
         self.wall = LiveClock()
         self.owner = new_owner()  # this process, as the holder of its run's lease
         self.engine: Engine | None = None
-        self.stream: PublicStream | None = None
+        self.stream: BarStream | None = None
         self.barrier: Barrier | None = None
         self.latencies_ns: list[int] = []  # closing kline received → orders handed over
         self._gate: GatedJournal | None = None
@@ -152,8 +157,6 @@ class PaperDaemon:
         Raises :class:`DaemonStoppedError` when the store fails under it (after stopping without
         writing anything more), and the store's ``LeaseHeldError`` when another daemon drives
         the run."""
-        rest_url, ws_url = self.settings.venue_urls()
-        venue = self.settings.venue
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -163,13 +166,14 @@ class PaperDaemon:
             store = await asyncio.to_thread(
                 Store, self.settings.store.url, lock_timeout_s=self.settings.store.lock_timeout_s
             )
-            async with BybitRest.from_config(venue, rest_url, stop=self.interrupted) as rest:
-                with contextlib.suppress(Stopping):  # stopped while waiting on the venue
-                    run = await self._start_when_reachable(store, rest)
+            async with self.market_data(self.settings, self.interrupted) as market:
+                self.market = market
+                with contextlib.suppress(MarketDataStopped):  # stopped waiting on the venue
+                    run = await self._start_when_reachable(store, market)
                     if run is not None and not self.stop.is_set():
-                        await self._live(store, rest, ws_url, run)
+                        await self._live(store, market, run)
                     if self._reached_until:
-                        await self._audit_recent(store, rest)
+                        await self._audit_recent(store, market)
                 self._raise_fault()
                 if self._run is None:
                     return ""  # stopped before the run could start
@@ -204,16 +208,16 @@ class PaperDaemon:
         self.stop.set()
 
     # -- start-up: the same path for a new run and a restart ------------------------------------
-    async def _start_when_reachable(self, store: Store, rest: BybitRest) -> _Run | None:
+    async def _start_when_reachable(self, store: Store, market: MarketData) -> _Run | None:
         """Start, retrying with backoff while the venue is unreachable (a daemon outlives
         network blips); a problem retrying cannot fix (a bad symbol) stops it at once."""
         backoff = Backoff(self.settings.venue.reconnect_initial_s,
                           self.settings.venue.reconnect_max_s, random.Random())  # fmt: skip
         while not self.stop.is_set():
             try:
-                return await self._start(store, rest)
-            except (BybitError, OSError) as exc:
-                if isinstance(exc, BybitError) and not is_transient(exc):
+                return await self._start(store, market)
+            except (MarketDataError, OSError) as exc:
+                if isinstance(exc, MarketDataError) and not exc.transient:
                     raise StartupError(str(exc)) from None
                 delay = backoff.next()
                 log.error("venue unreachable at start-up (%s); retrying in %.1fs", exc, delay)
@@ -221,12 +225,12 @@ class PaperDaemon:
                     await asyncio.wait_for(self.stop.wait(), delay)
         return None
 
-    async def _start(self, store: Store, rest: BybitRest) -> _Run:
+    async def _start(self, store: Store, market: MarketData) -> _Run:
         # a run another daemon drives is refused before anything else, the venue included
         run = await asyncio.to_thread(self._find_run, store)
         if run is not None:
             await self._claim(store, run, resumed=True)
-        specs = await self._instruments(rest)
+        specs = await self._instruments(market)
         # the venue's trading rules replace the configured ones, in the engine and in the
         # settings snapshot stored with the run (which a backtest of the run reads)
         instruments = {
@@ -235,7 +239,7 @@ class PaperDaemon:
         }
         self.settings = self.settings.model_copy(update={"instruments": instruments})
         strategies = make_strategies(self.settings)
-        now = await rest.server_time()
+        now = await market.server_time()
         if run is None:
             run = await asyncio.to_thread(self._create_run, store, now)
             await self._claim(store, run, resumed=False)
@@ -243,14 +247,10 @@ class PaperDaemon:
         newest_closed_end = (now // self.step) * self.step
         history_from = run.data_start - warmup
         log.info("fetching bars %s → %s", iso(history_from), iso(newest_closed_end))
-        await fetch_klines_to_store(
-            rest, store, list(self.symbols), self.interval, history_from, newest_closed_end,
-            progress=False,
-        )  # fmt: skip
-        if self.settings.data.funding and self.settings.venue.category == "linear":
-            await fetch_funding_to_store(
-                rest, store, list(self.symbols), run.data_start - self.step, now, progress=False
-            )
+        await market.backfill_bars(store, self.symbols, self.interval, history_from,
+                                   newest_closed_end)  # fmt: skip
+        if self.settings.data.funding:
+            await market.backfill_funding(store, self.symbols, run.data_start - self.step, now)
         ttl = self.settings.paper.lease_ttl_s
         inner = await asyncio.to_thread(
             store.journal, run.run_id, lease_owner=self.owner, lease_ttl_s=ttl
@@ -291,8 +291,8 @@ class PaperDaemon:
         gate.open = True
         if done < len(traded):
             log.info("processing %d steps missed while down", len(traded) - done)
-            await self._process(traded.slice(done, len(traded)), store, rest)
-        await self._audit_recent(store, rest)
+            await self._process(traded.slice(done, len(traded)), store, market)
+        await self._audit_recent(store, market)
         return run
 
     async def _claim(self, store: Store, run: _Run, *, resumed: bool) -> None:
@@ -334,19 +334,17 @@ class PaperDaemon:
             if cut > done:
                 engine.process(traded.slice(done, cut))
                 done = cut
-            engine.patch_bar(bar)
+            engine.replay_patch(bar)
         if done < len(traded):
             engine.process(traded.slice(done, len(traded)))
 
-    async def _instruments(self, rest: BybitRest) -> dict[str, InstrumentSpec]:
+    async def _instruments(self, market: MarketData) -> dict[str, InstrumentSpec]:
         """Trading rules from the venue; a symbol it does not list stops the daemon."""
         try:
-            specs = await rest.instruments(list(self.symbols))
-            linear = self.settings.venue.category == "linear"
-            intervals = await rest.funding_intervals(list(self.symbols)) if linear else {}
+            specs = await market.instruments(self.symbols)
+            intervals = await market.funding_intervals(self.symbols)
         except LookupError as exc:
-            venue = redact_url(self.settings.venue_urls()[0])
-            raise StartupError(f"{exc} at {venue}: check engine.symbols") from None
+            raise StartupError(f"{exc} at {market.shown_url}: check engine.symbols") from None
         self._funding_intervals = intervals
         for symbol in self.symbols:
             configured = self.settings.instruments[symbol]
@@ -385,7 +383,8 @@ class PaperDaemon:
         # recently that REST does not list it yet (CLOSE_MARGIN_MS); that one is traded then,
         # delivered by the stream, rather than left out of the warm-up history (which a
         # restart's replay would then see, deciding differently than the run did).
-        data_start = ((server_now - CLOSE_MARGIN_MS) // self.step) * self.step
+        margin = self.market.close_margin_ms
+        data_start = ((server_now - margin) // self.step) * self.step
         store.create_run(
             run_id=run_id,
             kind="paper",
@@ -460,7 +459,7 @@ class PaperDaemon:
         return Panel(self.symbols, panel.interval_ms, panel.starts, values, present), patches
 
     # -- live -----------------------------------------------------------------------------------
-    async def _live(self, store: Store, rest: BybitRest, ws_url: str, run: _Run) -> None:
+    async def _live(self, store: Store, market: MarketData, run: _Run) -> None:
         """Stream → queue → one consumer. The stream only enqueues, so it keeps reading (and
         answering pings) while the consumer runs a step, or a model retrain, on a worker
         thread; the consumer handles events strictly in order, so steps never interleave."""
@@ -476,20 +475,12 @@ class PaperDaemon:
         async def sink(event: Closed | Opened | Corrected) -> None:
             events.put_nowait((event, self.stream.last_receipt_ns))
 
-        self.stream = PublicStream(
-            ws_url=ws_url,
-            rest=rest,
-            symbols=self.symbols,
-            interval=self.interval,
-            last_closed=dict.fromkeys(self.symbols, last_start),
-            sink=sink,
-            venue=self.settings.venue,
-            catchup_s=self.settings.venue.catchup_s,
-            seed=self.settings.exchange.seed,
+        self.stream = market.stream(
+            self.symbols, self.interval, dict.fromkeys(self.symbols, last_start), sink
         )
         tasks = [
             asyncio.create_task(self.stream.run(self.stop), name="stream"),
-            asyncio.create_task(self._consume(events, store, rest), name="engine"),
+            asyncio.create_task(self._consume(events, store, market), name="engine"),
             asyncio.create_task(self._grace_timer(events), name="barrier"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
         ]
@@ -504,7 +495,7 @@ class PaperDaemon:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _consume(self, events: asyncio.Queue, store: Store, rest: BybitRest) -> None:
+    async def _consume(self, events: asyncio.Queue, store: Store, market: MarketData) -> None:
         """Apply stream events to the barrier and the engine, one at a time, in order."""
         engine = self.engine
         while not self.stop.is_set():
@@ -514,40 +505,18 @@ class PaperDaemon:
                 await asyncio.to_thread(engine.on_open, event.symbol, event.start, event.open)
                 continue
             if isinstance(event, Corrected):
-                self._correct(event.bar, event.seen)
+                engine.correct_bar(event.bar, event.seen)
                 continue
             if event is None:  # the grace timer's nudge
                 out = self.barrier.poll(self.wall.now())
             else:
                 out = self.barrier.add(event.bar, self.wall.now())
                 for bar in out.late:
-                    self._late(bar, engine)
+                    engine.late_bar(bar)
             if out.rows is not None:
-                await self._process(out.rows, store, rest, received_ns if event else 0)
+                await self._process(out.rows, store, market, received_ns if event else 0)
 
-    def _late(self, bar: Bar, engine: Engine) -> None:
-        """A bar that missed its decision: keep it (store and buffer) for what comes next."""
-        engine.patch_bar(bar)
-        detail = {"symbol": bar.symbol, "start": bar.start, "bar": _bar_values(bar)}
-        engine.journal.record_event(RunEvent(engine.clock.now(), LATE_EVENT, detail,
-                                             key=f"{bar.symbol}:{bar.start}"))  # fmt: skip
-        log.warning("%s bar %s arrived after its step was decided", bar.symbol, iso(bar.start))
-
-    def _correct(self, venue: Bar, seen: Bar) -> None:
-        """The venue's record of a bar differs from the one the run took: store the venue's,
-        and let later decisions see it (earlier ones stand: they are history)."""
-        engine = self.engine
-        engine.patch_bar(venue, revised=True)
-        detail = {"symbol": venue.symbol, "start": venue.start, "seen": _bar_values(seen),
-                  "bar": _bar_values(venue)}  # fmt: skip
-        engine.journal.record_event(RunEvent(engine.clock.now(), CORRECTED_EVENT, detail,
-                                             key=f"{venue.symbol}:{venue.start}"))  # fmt: skip
-        log.warning(
-            "%s bar %s: the venue's record differs from the bar taken (%s); corrected",
-            venue.symbol, iso(venue.start), bar_differences(seen, venue),
-        )  # fmt: skip
-
-    async def _audit_recent(self, store: Store, rest: BybitRest) -> None:
+    async def _audit_recent(self, store: Store, market: MarketData) -> None:
         """Compare the last :data:`AUDIT_STEPS` steps' stored bars with the venue's record and
         correct what differs (a close taken from the websocket before a crash or a stop that
         the stream had no time to check)."""
@@ -556,25 +525,21 @@ class PaperDaemon:
             return
         end = engine.clock.now()
         start = max(run.data_start, end - AUDIT_STEPS * self.step)
-        audit = CloseAudit()
+        compared = corrected = 0
         for symbol in self.symbols:
             stored = await asyncio.to_thread(store.load_klines, symbol, self.interval, start, end)
-            for bar in frame_bars(symbol, self.interval, stored):
-                audit.note(bar)
-            if audit.first_pending(symbol) is None:
-                continue
             try:
-                venue = await rest.klines(symbol, self.interval, start, end)
-            except BybitError as exc:  # the next start compares them again
+                recheck = await market.recheck(symbol, self.interval, stored, start, end)
+            except MarketDataError as exc:  # the next start compares them again
                 log.warning("%s: could not compare recent bars with the venue: %s", symbol, exc)
                 continue
-            for corrected in audit.check(symbol, frame_bars(symbol, self.interval, venue), end):
-                self._correct(corrected.bar, corrected.seen)
-        log.info(
-            "compared %d recent bars with the venue's record: %d corrected",
-            audit.counters["confirmed"] + audit.counters["corrected"], audit.counters["corrected"],
-        )  # fmt: skip
-        if audit.counters["corrected"]:
+            for correction in recheck.corrections:
+                engine.correct_bar(correction.bar, correction.seen)
+            compared += recheck.compared
+            corrected += len(recheck.corrections)
+        log.info("compared %d recent bars with the venue's record: %d corrected",
+                 compared, corrected)  # fmt: skip
+        if corrected:
             await asyncio.to_thread(self._gate.flush)
 
     async def _grace_timer(self, events: asyncio.Queue) -> None:
@@ -602,9 +567,12 @@ class PaperDaemon:
             return
         portfolio = engine.portfolio
         positions = {portfolio.symbols[s]: float(portfolio.qty[s]) for s in portfolio.held}
-        counters = dict(stream.tracker.counters) if stream else {}
-        stats = dict(stream.stats) if stream else {}
-        rest = stream.rest.stats if stream else {}
+        seen = self.market.counters() if self.market is not None else {}
+
+        def part(prefix: str) -> dict[str, int]:
+            return {k[len(prefix) :]: v for k, v in seen.items() if k.startswith(prefix)}
+
+        stats, rest, counters = part("ws."), part("rest."), part("bars.")
         log.info(
             "status: step %s | equity %.2f drawdown %.2f%% | positions %s | %s | ws %s msgs %d "
             "malformed %d foreign %d future %d reconnects %d gaps %d duplicates %d "
@@ -622,7 +590,7 @@ class PaperDaemon:
 
     # -- one batch of released steps ------------------------------------------------------------
     async def _process(
-        self, rows: Panel, store: Store, rest: BybitRest, received_ns: int = 0
+        self, rows: Panel, store: Store, market: MarketData, received_ns: int = 0
     ) -> None:
         """Run released steps through the engine (up to ``paper.until``)."""
         engine = self.engine
@@ -632,22 +600,18 @@ class PaperDaemon:
                 self._reached_until = True
                 self.stop.set()
                 return
-        await self._ensure_funding(rows, store, rest)
-        for i in np.flatnonzero(~rows.present.all(axis=1)).tolist():
-            stale = [s for s, p in zip(self.symbols, rows.present[i], strict=True) if not p]
-            detail = {"start": int(rows.starts[i]), "symbols": stale}
-            close = int(rows.starts[i]) + self.step
-            engine.journal.record_event(RunEvent(close, STALE_EVENT, detail))
-        submitted = engine.executor.submitted
+        await self._ensure_funding(rows, store, market)
+        engine.record_stale(rows)
+        orders = engine.stats.orders
         await asyncio.to_thread(engine.process, rows)
-        if received_ns and engine.executor.submitted != submitted:
-            self.latencies_ns.append(engine.executor.submitted_ns - received_ns)
+        if received_ns and engine.stats.orders != orders:
+            self.latencies_ns.append(engine.last_submission_ns - received_ns)
         if self.until is not None and engine.clock.now() >= self.until:
             log.info("reached %s: stopping", iso(self.until))
             self._reached_until = True
             self.stop.set()
 
-    async def _ensure_funding(self, rows: Panel, store: Store, rest: BybitRest) -> None:
+    async def _ensure_funding(self, rows: Panel, store: Store, market: MarketData) -> None:
         """Before steps in which funding may settle, fetch the rates the engine lacks, so that
         funding is applied live exactly as a replay of the stored rates will apply it."""
         if not self.settings.data.funding or self.settings.venue.category != "linear":
@@ -661,9 +625,9 @@ class PaperDaemon:
         if not wanted:
             return
         missing = sorted({s for s, _ in wanted})
-        await fetch_funding_to_store(rest, store, missing, first, end, progress=False)
+        await market.backfill_funding(store, missing, first, end)
         self._funding_asked |= wanted
-        self.engine.funding = await asyncio.to_thread(self._funding, store)
+        self.engine.update_funding(await asyncio.to_thread(self._funding, store))
         for symbol, t in sorted(wanted):
             if not self.engine.funding.has(symbol, t):
                 log.info("%s: the venue has no funding settlement at %s", symbol, iso(t))

@@ -20,20 +20,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from bot.core.events import Bar
+from bot.core.market_data import Closed, Corrected, Opened
 from bot.core.timeutil import interval_ms
 from bot.venues.bybit.ws_protocol import KlineUpdate
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    bar: Bar
-
-
-@dataclass(frozen=True, slots=True)
-class Opened:
-    symbol: str
-    start: int
-    open: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +33,6 @@ class Missing:
     first: int
     last: int
     held: KlineUpdate  # the update that revealed the gap; apply it after the fill
-
-
-@dataclass(frozen=True, slots=True)
-class Corrected:
-    """The venue's REST record of a bar disagrees with the close the websocket delivered
-    (``seen``, which the engine may already have decided on): ``bar`` is the truth."""
-
-    bar: Bar
-    seen: Bar
 
 
 Action = Closed | Opened | Missing
@@ -129,16 +109,6 @@ def same_bar(a: Bar, b: Bar) -> bool:
     return (a.start, a.open, a.high, a.low, a.close, a.volume) == (
         b.start, b.open, b.high, b.low, b.close, b.volume
     ) and turnover_equal  # fmt: skip
-
-
-def bar_differences(seen: Bar, venue: Bar) -> str:
-    """What differs between two versions of a bar, for a log line ("close 101.5 → 100.9")."""
-    fields = ("open", "high", "low", "close", "volume")
-    return ", ".join(
-        f"{name} {getattr(seen, name):g} → {getattr(venue, name):g}"
-        for name in fields
-        if getattr(seen, name) != getattr(venue, name)
-    )
 
 
 def _unknown(value: float | None) -> bool:

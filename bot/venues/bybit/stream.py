@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import websockets
 
 from bot.config import VenueConfig
+from bot.core.backoff import Backoff
 from bot.core.events import Bar
 from bot.core.timeutil import interval_ms
 from bot.redact import redact_url
@@ -72,25 +73,6 @@ INPUT_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, Ove
 
 class SubscriptionError(RuntimeError):
     """The venue refused a subscription (e.g. an unknown symbol)."""
-
-
-class Backoff:
-    """Exponential backoff with equal jitter: delays grow 2× up to a cap, each drawn from
-    [d/2, d], so many clients dropped together do not reconnect together."""
-
-    def __init__(self, initial_s: float, maximum_s: float, rng: random.Random) -> None:
-        self.initial_s = initial_s
-        self.maximum_s = maximum_s
-        self._rng = rng
-        self.attempt = 0
-
-    def next(self) -> float:
-        ceiling = min(self.maximum_s, self.initial_s * 2**self.attempt)
-        self.attempt += 1
-        return self._rng.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 def frame_bars(symbol: str, interval: str, frame) -> list[Bar]:
