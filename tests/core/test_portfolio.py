@@ -83,9 +83,11 @@ def test_order_link_ids_are_deterministic_valid_and_distinct():
         order_link_id("0123456789abcdef", 1_700_000_000_000, "ETHUSDT"),
         order_link_id("0123456789abcdef", 1_700_000_000_001, "BTCUSDT"),
         order_link_id("0123456789abcdef", 1_700_000_000_000, "BTCUSDT", attempt=1),
+        order_link_id("0123456789abcdef", 1_700_000_000_000, "BTCUSDT", leg=1),
         order_link_id("fedcba9876543210", 1_700_000_000_000, "BTCUSDT"),
     }
-    assert a not in others and len(others) == 4
+    assert a not in others and len(others) == 5
+    assert len(order_link_id("0123456789abcdef", 1_700_000_000_000, "X", 999, leg=999)) <= 36
 
 
 def test_risk_clip_caps_per_symbol_and_gross_and_removes_shorts():
