@@ -105,6 +105,7 @@ class Order:
     cum_fee: Decimal = ZERO
     closed_pnl: Decimal = ZERO
     create_type: str = "CreateByUser"
+    number: int = 0  # the account's n-th order: orders of one millisecond keep their order
 
     @property
     def terminal(self) -> bool:
@@ -339,6 +340,7 @@ class Account:
             req.position_idx,
             now,
             now,
+            number=self._orders_made,
         )
         self.orders[order.order_id] = order
         if req.link_id:
@@ -553,8 +555,8 @@ class Account:
         self.closed.clear()
 
 
-def _newest(order: Order) -> tuple[int, str]:
-    return (-order.created, order.order_id)
+def _newest(order: Order) -> tuple[int, int]:
+    return (-order.created, -order.number)
 
 
 def newest_first(orders: Iterable[Order]) -> list[Order]:

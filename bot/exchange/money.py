@@ -33,8 +33,9 @@ def book(value: Decimal) -> Decimal:
 
 
 def truncate(value: Decimal, step: Decimal) -> Decimal:
-    """``value`` cut down to a whole number of ``step`` (Bybit truncates quantities)."""
-    return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
+    """``value`` cut down to a whole number of ``step`` (Bybit truncates quantities), written
+    with the places of ``step`` (``1`` with step ``0.001`` → ``1.000``)."""
+    return ((value / step).to_integral_value(rounding=ROUND_DOWN) * step).quantize(step)
 
 
 def on_grid(value: Decimal, step: Decimal) -> bool:

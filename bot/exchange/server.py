@@ -30,6 +30,8 @@ from bot.config import Settings
 from bot.core.timeutil import iso
 from bot.exchange.clock import WallClock
 from bot.exchange.control import add_control_routes
+from bot.exchange.private_rest import add_private_routes
+from bot.exchange.private_ws import run_private
 from bot.exchange.rest import STATE, add_routes, bybit_middleware
 from bot.exchange.session import Session
 from bot.exchange.state import ExchangeState
@@ -38,6 +40,10 @@ from bot.exchange.tape import Tape, load_tape
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 2.0  # how long a closing websocket waits for the client's close frame
+#: How often (wall s) the private side catches up with time when no request makes it: due
+#: delayed fills and late acceptances, funding, manual orders, and their pushes.
+TICK_S = 0.02
+TICKER = web.AppKey("private_ticker", asyncio.Task)
 
 
 def create_app(
@@ -48,10 +54,14 @@ def create_app(
     app = web.Application(middlewares=[bybit_middleware])
     app[STATE] = ExchangeState.build(settings, tape, wall_clock)
     add_routes(app)
+    add_private_routes(app)
     app.router.add_get("/v5/public/{category}", public_websocket)
+    app.router.add_get("/v5/private", private_websocket)
     add_control_routes(app)
     app.on_startup.append(_start_market)
+    app.on_startup.append(_start_ticker)
     app.on_shutdown.append(_close_sessions)
+    app.on_cleanup.append(_stop_ticker)
     return app
 
 
@@ -59,8 +69,31 @@ async def _start_market(app: web.Application) -> None:
     app[STATE].serving()
 
 
+async def _start_ticker(app: web.Application) -> None:
+    app[TICKER] = asyncio.create_task(_tick(app[STATE]), name="private-ticker")
+
+
+async def _tick(state: ExchangeState) -> None:
+    """Advance the private side while the server runs (only if it has accounts)."""
+    if not state.private.members:
+        return
+    while True:
+        try:
+            state.private.advance()
+        except Exception:  # a bug must not stop the clock of every account
+            log.exception("the private side failed to advance")
+        await asyncio.sleep(TICK_S)
+
+
+async def _stop_ticker(app: web.Application) -> None:
+    task = app[TICKER]
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 async def _close_sessions(app: web.Application) -> None:
-    sessions = list(app[STATE].sessions)
+    state = app[STATE]
+    sessions = [*state.sessions, *state.private.sessions]
     await asyncio.gather(
         *(s.ws.close(code=1001, message=b"server shutdown") for s in sessions),
         return_exceptions=True,
@@ -79,6 +112,19 @@ async def public_websocket(request: web.Request) -> web.StreamResponse:
         return web.Response(status=429, text=f"too many connections: limit {limit}")
     try:
         return await _connection(request, state)
+    finally:
+        state.release()
+
+
+async def private_websocket(request: web.Request) -> web.StreamResponse:
+    """``/v5/private``: account streams, sharing the connection slots with the public side."""
+    state = request.app[STATE]
+    if not state.admit():
+        limit = state.settings.exchange.max_connections
+        return web.Response(status=429, text=f"too many connections: limit {limit}")
+    try:
+        number, _ = state.new_connection()
+        return await run_private(request, state.private, number)
     finally:
         state.release()
 
@@ -125,6 +171,10 @@ class ExchangeServer:
     @property
     def ws_url(self) -> str:
         return f"ws://{self.settings.exchange.host}:{self.port}/v5/public/linear"
+
+    @property
+    def private_ws_url(self) -> str:
+        return f"ws://{self.settings.exchange.host}:{self.port}/v5/private"
 
     async def start(self) -> None:
         if self.tape is None:

@@ -2,7 +2,8 @@
 
 Besides the market and its clock: when the clock starts (``exchange.start_on``: at the first
 subscription, or as soon as the server serves), the connection slots
-(``exchange.max_connections``), and the messages shared by all connections (:class:`Frames`).
+(``exchange.max_connections``), the messages shared by all connections (:class:`Frames`), and
+the private side — accounts, orders, private streams (:class:`PrivateExchange`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from bot.exchange.clock import MarketClock, WallClock
 from bot.exchange.faults import ConnectionFaults, FaultCounters, RestFaults, outage_window
 from bot.exchange.frames import Frames
 from bot.exchange.market import Market
+from bot.exchange.private import PrivateExchange
 from bot.exchange.tape import Tape
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ class ExchangeState:
         self.rest_faults = RestFaults(faults, self.counters)
         self.outage = outage_window(faults, self.market.interval_ms)
         self.frames = Frames(self.market, self.stats)
+        self.private = PrivateExchange(self.settings, self.market, self.clock)
 
     @classmethod
     def build(cls, settings: Settings, tape: Tape, wall_clock: WallClock) -> ExchangeState:
@@ -123,4 +126,5 @@ class ExchangeState:
             "in_outage": self.in_outage(now),
             "served": asdict(self.stats),
             "faults": self.counters.as_dict(),
+            "private": self.private.status(),
         }
