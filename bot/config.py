@@ -250,9 +250,10 @@ class PrivateFaultsConfig(_Section):
     rate_limit_burst_probability: float = Field(0.0, ge=0, le=1)
     rate_limit_burst_requests: int = Field(3, ge=1, le=1_000)
     rate_limit_reset_ms: int = Field(300, ge=0, le=60_000)  # reset this far ahead (wall ms)
-    # any private request: 10002, as if the server clock were clock_skew_ms ahead
+    # any private request: the server clock runs clock_skew_ms ahead, so a timestamp older
+    # than the request's recv window then gets 10002
     clock_skew_probability: float = Field(0.0, ge=0, le=1)
-    clock_skew_ms: int = Field(10_000, ge=1, le=3_600_000)
+    clock_skew_ms: int = Field(6_000, ge=1, le=3_600_000)
     # order create/cancel: retCode 10016 or HTTP 5xx, before the order is touched / after
     error_before_probability: float = Field(0.0, ge=0, le=1)
     error_after_probability: float = Field(0.0, ge=0, le=1)
