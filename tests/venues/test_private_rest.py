@@ -167,7 +167,7 @@ async def test_reads_retry_server_errors_a_bounded_number_of_times(fake):
 async def test_a_stalled_read_times_out_and_is_retried(fake):
     bybit, url = fake
     bybit.faults["user/query-api"].append("slow")
-    async with client(PrivateRest, url, timeout_s=0.3) as rest:
+    async with client(PrivateRest, url, timeout_s=3.0) as rest:  # the fault stalls 30 s
         assert (await rest.key_info()).uta
     assert rest.stats["retries.transport"] == 1
 
@@ -221,7 +221,7 @@ def test_a_malformed_order_request_is_refused_before_sending(bad: dict):
 async def test_an_unknown_outcome_is_never_retried_nor_called_a_failure(fake, fault: str):
     bybit, url = fake
     bybit.faults["order/create"].append(fault)
-    async with client(TradingRest, url, timeout_s=0.5) as rest:
+    async with client(TradingRest, url, timeout_s=3.0) as rest:  # the faults stall 30 s
         with pytest.raises(OutcomeUnknown) as caught:
             await rest.create_order(market("u-1"))
         assert caught.value.link_id == "u-1" and not isinstance(caught.value, OrderRejected)
@@ -306,3 +306,32 @@ async def test_rate_limited_errors_keep_their_type_for_the_retry_policy(fake):
     async with client(PrivateRest, url, max_retries=2) as rest:
         with pytest.raises(RateLimited):
             await rest.positions()
+
+
+async def test_stop_never_abandons_a_create_in_flight(fake):
+    """A create already sent is awaited to its outcome; Stopping means "not placed"."""
+    bybit, url = fake
+    stop = asyncio.Event()
+    bybit.faults["order/create"].append("accept_then_timeout")
+    async with client(TradingRest, url, stop=stop, timeout_s=3.0) as rest:
+        call = asyncio.create_task(rest.create_order(market("f-1")))
+        while bybit.counters["order/create"] == 0:  # the request reached the exchange
+            await asyncio.sleep(0.01)
+        stop.set()
+        with pytest.raises(OutcomeUnknown):
+            await asyncio.wait_for(call, 30)
+        with pytest.raises(Stopping):
+            await rest.create_order(market("f-2"))  # stop already set: not sent
+    assert list(bybit.orders) == ["f-1"] and bybit.counters["order/create"] == 1
+
+    stop = asyncio.Event()
+    bybit.reset_ahead_ms = 120_000
+    bybit.faults["order/create"].append("10006")
+    async with client(TradingRest, url, stop=stop, backoff_max_s=300) as rest:
+        call = asyncio.create_task(rest.create_order(market("f-3")))
+        while rest.stats["retries"] == 0:  # refused, now waiting for the reset
+            await asyncio.sleep(0.01)
+        stop.set()
+        with pytest.raises(Stopping):
+            await asyncio.wait_for(call, 30)
+    assert "f-3" not in bybit.orders

@@ -42,7 +42,7 @@ async def exercise(url: str, credentials: Credentials, errors: list[BaseExceptio
     """Every call of the trading client, keeping whatever they raise."""
     order = OrderRequest("BTCUSDT", "Buy", "0.01", "leak-1")
     async with TradingRest(url, credentials, max_retries=2, backoff_base_s=0.01,
-                           timeout_s=0.5) as rest:  # fmt: skip
+                           timeout_s=3.0) as rest:  # fmt: skip
         calls = [rest.key_info(), rest.wallet(), rest.positions(), rest.open_orders(),
                  rest.executions_since(1_700_000_000_000), rest.create_order(order),
                  rest.create_order(order), rest.cancel_order("BTCUSDT", "leak-1")]  # fmt: skip

@@ -166,7 +166,7 @@ def stream_for(url: str, received: list[Any], **kwargs: Any) -> PrivateStream:
         received.append(record)
 
     options = {"reconnect_initial_s": 0.05, "reconnect_max_s": 0.2, "seed": 1,
-               "handshake_timeout_s": 5.0} | kwargs  # fmt: skip
+               "handshake_timeout_s": 30.0} | kwargs  # fmt: skip
     return PrivateStream(url.replace("http", "ws") + "/v5/private", CREDENTIALS, sink, **options)
 
 
@@ -262,7 +262,7 @@ async def test_a_refused_auth_is_retried_and_repeated_refusals_end_the_stream(fa
 
 async def test_pings_keep_the_connection_and_a_missing_pong_replaces_it(fake):
     bybit, url = fake
-    stream = stream_for(url, [], ping_interval_s=0.1, pong_timeout_s=0.3)
+    stream = stream_for(url, [], ping_interval_s=0.1, pong_timeout_s=3.0)
     stop = asyncio.Event()
     task = asyncio.create_task(stream.run(stop))
     await until(lambda: bybit.counters["ws_pings"] >= 3, "three pings answered")

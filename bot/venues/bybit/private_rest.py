@@ -12,7 +12,8 @@ those bytes. The retry policy is the public client's
 (timestamp outside the receive window) resynchronises the clock offset from
 ``/v5/market/time`` and retries. An order create is different: anything that may have
 reached Bybit ends the call with :class:`~bot.venues.bybit.private_errors.OutcomeUnknown`
-(see :func:`~bot.venues.bybit.private_protocol.create_failure`). Every wait ends on ``stop``.
+(see :func:`~bot.venues.bybit.private_protocol.create_failure`). Every wait ends on ``stop``,
+as does every request in flight except an order create (see :meth:`TradingRest.create_order`).
 
 Nothing secret is logged: not the key, the secret, a signature or a raw error message of a
 private call (Bybit's 10004 may echo the signed origin string, key included).
@@ -82,7 +83,7 @@ from bot.venues.bybit.rest_protocol import (
 )
 from bot.venues.bybit.retrying import back_off, never_sent, transport_error
 from bot.venues.bybit.signing import RECV_WINDOW_MS, json_body, query_string, signed_headers
-from bot.venues.bybit.stopping import until_stopped
+from bot.venues.bybit.stopping import Stopping, until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -301,10 +302,19 @@ class PrivateRest:
             scrub = self._scrubber(headers["X-BAPI-SIGN"])
             sent = True
             log.debug("%s %s (attempt %d)", method, target, attempt)
+            request = self._send(session, method, path, payload, headers)
             try:
-                status, response_headers, body = await until_stopped(
-                    self._send(session, method, path, payload, headers), self.stop
-                )
+                if link_id is None:
+                    response = await until_stopped(request, self.stop)
+                else:
+                    # a create in flight is never abandoned on stop (its outcome would become
+                    # unknown); it ends within the timeout. A stop before it goes out means it
+                    # is not sent: Stopping from a create always means "not placed".
+                    if self.stop is not None and self.stop.is_set():
+                        request.close()
+                        raise Stopping("stopping")
+                    response = await request
+                status, response_headers, body = response
                 return read_envelope(status, response_headers, body, target, scrub=scrub)
             except BybitError as exc:
                 error: BaseException = _withheld(exc)
@@ -395,7 +405,10 @@ class TradingRest(PrivateRest):
         :class:`~bot.venues.bybit.private_errors.OrderRejected` (no order),
         :class:`~bot.venues.bybit.private_errors.DuplicateOrderLinkId` (the order exists),
         :class:`~bot.venues.bybit.private_errors.OutcomeUnknown` (it may exist), or
-        :class:`~bot.venues.bybit.stopping.Stopping`."""
+        :class:`~bot.venues.bybit.stopping.Stopping` (the stop event was set before the
+        request went out, or during a wait before re-sending one Bybit did not act on: the
+        order was not placed). A request already sent is awaited to its end despite a stop,
+        so that its outcome is known."""
         body = order_body(request, self.category)
         envelope = await self._signed("POST", "/v5/order/create", body, link_id=request.link_id)
         try:
