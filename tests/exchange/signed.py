@@ -49,7 +49,8 @@ class Reply:
 
     @property
     def code(self) -> int:
-        return int(self.body["retCode"])
+        """The retCode (-1 for an answer without one: an HTTP error page)."""
+        return int(self.body.get("retCode", -1))
 
     @property
     def result(self) -> dict[str, Any]:
