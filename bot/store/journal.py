@@ -20,6 +20,15 @@ run id adds no duplicates, and a replayed ``New`` order never resets a status it
 Bars the venue corrected are the one exception: :meth:`StoreJournal.record_bar_revision`
 writes over the stored bar, in the same transaction as the event that says so.
 
+A position row names the execution that produced it: the engine books each fill and, right
+after, the symbol's position at the fill's time, so a position recorded just after a fill of
+the same symbol and time carries that fill's ``exec_id``. Several fills of a symbol at one time
+thus keep a row each, and a re-booked fill still adds none (see migration 0006).
+
+Orders written here are paper orders. Their status only moves from New (to Filled by their
+fill, to Cancelled when replaced), never on an order that has an exchange id or another
+status: a live order's status is the exchange's, kept by :mod:`bot.store.ledger`.
+
 A daemon's journal has a *fence*: every transaction first checks that its run's lease is still
 this process's and its database still the one it opened, and writes nothing otherwise.
 """
@@ -38,6 +47,7 @@ from bot.store.encoding import dumps
 from bot.store.klines import panel_rows
 from bot.store.writes import Writes
 
+#: The statuses a paper run's orders reach (the live ledger has more: schema.ORDER_STATUSES).
 ORDER_STATUSES = ("New", "Filled", "Cancelled")
 
 Batch = list[tuple[BulkStatement, list[tuple]]]
@@ -116,6 +126,7 @@ class StoreJournal:
         self._events: list[tuple] = []
         self._progress: list[tuple] = []  # at most one: the latest step
         self._buffered_orders: dict[str, int] = {}  # link id → index in _orders (unflushed)
+        self._last_fill: tuple[int, str, str] | None = None  # (time, symbol, exec_id)
         # flush order: every insert before the status updates that may refer to it
         self._batches: tuple[tuple[BulkStatement, list[tuple]], ...] = (
             (writes.klines, self._bars),
@@ -174,8 +185,11 @@ class StoreJournal:
         if status == "New":
             for o in orders:
                 self._buffered_orders[o.link_id] = len(self._orders)
+                # created and updated at the decision: a paper run's only clock is its bars'
+                decided = int(o.decision_time)
                 row = (run_id, o.link_id, o.symbol, o.side, abs(float(o.qty)), "Market",
-                       int(o.decision_time), o.reason, "New")  # fmt: skip
+                       decided, o.reason, "New", 0.0, None, int(o.attempt), decided,
+                       decided)  # fmt: skip
                 self._orders.append(row)
             self._added(len(orders))
         else:
@@ -202,22 +216,49 @@ class StoreJournal:
             )
         )
         self._added(1)
+        self._last_fill = (int(fill.time), fill.symbol, fill.exec_id)
         if fill.exec_type == "Trade" and fill.link_id is not None:
-            self._set_status(fill.link_id, "Filled")
+            # a paper order fills whole, in one fill
+            self._set_status(
+                fill.link_id, "Filled", abs(float(fill.qty)), float(fill.price), int(fill.time)
+            )
 
-    def _set_status(self, link_id: str, status: str) -> None:
+    def _set_status(
+        self,
+        link_id: str,
+        status: str,
+        cum_exec_qty: float | None = None,
+        avg_price: float | None = None,
+        updated_at: int | None = None,
+    ) -> None:
         """An order still in the buffer is simply written with its new status; one already
-        written gets an UPDATE (usually an order's fill comes a bar after it, same flush)."""
+        written gets an UPDATE (usually an order's fill comes a bar after it, same flush).
+        None leaves a value as it is (a replaced order's cancellation has no time here)."""
         index = self._buffered_orders.get(link_id)
         if index is not None:
             row = self._orders[index]
-            self._orders[index] = (*row[:-1], status)
+            cum, avg, updated = row[9], row[10], row[13]
+            self._orders[index] = (
+                *row[:8],
+                status,
+                cum if cum_exec_qty is None else cum_exec_qty,
+                avg if avg_price is None else avg_price,
+                *row[11:13],
+                updated if updated_at is None else updated_at,
+            )
         else:
-            self._statuses.append((status, self.run_id, link_id))
+            self._statuses.append(
+                (status, cum_exec_qty, avg_price, updated_at, self.run_id, link_id)
+            )
             self._added(1)
 
     def record_position(self, time: int, symbol: str, qty: float, avg_price: float) -> None:
-        self._positions.append((self.run_id, int(time), symbol, float(qty), float(avg_price)))
+        """The symbol's position at ``time``; recorded right after a fill of the same symbol
+        and time, it is that fill's result and is keyed by its exec id."""
+        time = int(time)
+        last = self._last_fill
+        exec_id = last[2] if last is not None and last[0] == time and last[1] == symbol else ""
+        self._positions.append((self.run_id, time, symbol, float(qty), float(avg_price), exec_id))
         self._added(1)
 
     def record_equity(self, time: int, equity: float, cash: float, gross: float) -> None:

@@ -17,6 +17,7 @@ NAMING_CONVENTION = {
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
 }
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
@@ -93,6 +94,12 @@ decisions = sa.Table(
     sa.UniqueConstraint("run_id", "time", "strategy"),
 )
 
+#: Order statuses, as Bybit names them. ``Unknown`` is the write-ahead record of an order that
+#: may or may not have reached the exchange (it is resolved, never presumed failed); Filled,
+#: Cancelled and Rejected are final. Paper runs use New, Filled and Cancelled.
+ORDER_STATUSES = ("Unknown", "New", "PartiallyFilled", "Filled", "Cancelled", "Rejected")
+FINAL_ORDER_STATUSES = ("Filled", "Cancelled", "Rejected")
+
 orders = sa.Table(
     "orders",
     metadata,
@@ -106,8 +113,27 @@ orders = sa.Table(
     sa.Column("decision_time", sa.BigInteger, nullable=False),
     sa.Column("reason", sa.String(32), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
+    # the exchange's id, once it is known (NULL: never sent, not acknowledged yet, or paper)
+    sa.Column("order_id", sa.String(64)),
+    # limit price (limit IOC orders); NULL for market orders
+    sa.Column("price", sa.Double),
+    sa.Column("cum_exec_qty", sa.Double, nullable=False, server_default="0"),
+    # average price of what executed; NULL while nothing did
+    sa.Column("avg_price", sa.Double),
+    # an order too large for one request is split into legs; attempt counts re-decisions
+    sa.Column("leg", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("reduce_only", sa.Boolean, nullable=False, server_default=sa.false()),
+    # the exchange's retCode as text, or the name of a rule of the bot's own that refused it
+    sa.Column("reject_code", sa.String(32)),
+    sa.Column("reject_reason", sa.Text),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("order_link_id"),
+    sa.CheckConstraint(sa.column("status").in_(ORDER_STATUSES), name="status"),
     sa.Index("ix_orders_run_id_decision_time", "run_id", "decision_time"),
+    # what a reconciliation looks up: the run's orders that are not finished
+    sa.Index("ix_orders_run_id_status", "run_id", "status"),
 )
 
 fills = sa.Table(
@@ -139,8 +165,11 @@ positions = sa.Table(
     sa.Column("symbol", sa.String(32), nullable=False),
     sa.Column("qty", sa.Double, nullable=False),
     sa.Column("avg_price", sa.Double, nullable=False),
-    # one change per symbol and time: a restarted daemon re-booking a fill adds nothing
-    sa.UniqueConstraint("run_id", "time", "symbol"),
+    # the execution (fills.exec_id) that left the position so; '' for a row recorded without
+    # one. Several executions of a symbol at one time each keep their row, and a restarted
+    # process re-booking the same execution adds nothing (see migration 0006).
+    sa.Column("exec_id", sa.String(80), nullable=False, server_default=""),
+    sa.UniqueConstraint("run_id", "time", "symbol", "exec_id"),
 )
 
 equity = sa.Table(

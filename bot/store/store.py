@@ -64,6 +64,15 @@ _OPEN_FAILURES = (
     sa.exc.SQLAlchemyError, OSError, NotImplementedError, ImportError, CommandError, ValueError,
 )  # fmt: skip
 
+#: The columns :meth:`Store.orders` and :meth:`Store.positions` return: those a paper run and
+#: its backtest share value for value (their parity is checked on them). The other
+#: columns (exchange ids, times, the execution of a position) are the live ledger's.
+_JOURNAL_COLUMNS = {
+    "orders": ("order_link_id", "symbol", "side", "qty", "order_type", "decision_time",
+               "reason", "status"),
+    "positions": ("time", "symbol", "qty", "avg_price"),
+}  # fmt: skip
+
 _JOURNAL_TABLES: dict[str, sa.Table] = {
     "decisions": schema.decisions,
     "orders": schema.orders,
@@ -470,13 +479,17 @@ class Store:
         return self._journal_rows(schema.decisions, run_id)
 
     def orders(self, run_id: str) -> list[dict[str, Any]]:
-        return self._journal_rows(schema.orders, run_id)
+        """The run's orders as the journal records them (the live ledger's columns left out)."""
+        return self._journal_rows(schema.orders, run_id, _JOURNAL_COLUMNS["orders"])
 
     def fills(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's executions (trades, funding, ...) in the order they were booked: what a
+        restart rebuilds the portfolio from."""
         return self._journal_rows(schema.fills, run_id)
 
     def positions(self, run_id: str) -> list[dict[str, Any]]:
-        return self._journal_rows(schema.positions, run_id)
+        """The run's position changes (without the execution that made each)."""
+        return self._journal_rows(schema.positions, run_id, _JOURNAL_COLUMNS["positions"])
 
     def equity(self, run_id: str) -> list[dict[str, Any]]:
         return self._journal_rows(schema.equity, run_id)
@@ -484,10 +497,15 @@ class Store:
     def events(self, run_id: str) -> list[dict[str, Any]]:
         return self._journal_rows(schema.events, run_id)
 
-    def _journal_rows(self, table: sa.Table, run_id: str) -> list[dict[str, Any]]:
-        """A run's rows of one journal table in the order they were recorded, without the
-        surrogate ``id`` and the ``run_id`` the caller already knows."""
-        columns = [c for c in table.c if c.name not in ("id", "run_id")]
+    def _journal_rows(
+        self, table: sa.Table, run_id: str, names: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """A run's rows of one journal table in the order they were recorded: the columns
+        ``names`` (default: all but the surrogate ``id`` and the ``run_id`` the caller knows)."""
+        if names is None:
+            columns = [c for c in table.c if c.name not in ("id", "run_id")]
+        else:
+            columns = [table.c[name] for name in names]
         stmt = sa.select(*columns).where(table.c.run_id == run_id).order_by(table.c.id)
         with self._engine.connect() as conn:
             return [row._asdict() for row in conn.execute(stmt)]

@@ -19,14 +19,17 @@ DECISION_KEYS = (
 )  # fmt: skip
 ORDER_KEYS = (
     "run_id", "order_link_id", "symbol", "side", "qty", "order_type", "decision_time", "reason",
-    "status",
+    "status", "cum_exec_qty", "avg_price", "attempt", "created_at", "updated_at",
 )  # fmt: skip
 FILL_KEYS = (
     "run_id", "exec_id", "order_link_id", "symbol", "side", "qty", "price", "fee", "exec_type",
     "cash_flow", "realized_pnl", "time",
 )  # fmt: skip
-ORDER_STATUS_KEYS = ("new_status", "match_run_id", "match_link_id")
-POSITION_KEYS = ("run_id", "time", "symbol", "qty", "avg_price")
+ORDER_STATUS_KEYS = (
+    "new_status", "new_cum_exec_qty", "new_avg_price", "new_updated_at", "match_run_id",
+    "match_link_id",
+)  # fmt: skip
+POSITION_KEYS = ("run_id", "time", "symbol", "qty", "avg_price", "exec_id")
 EQUITY_KEYS = ("run_id", "time", "equity", "cash", "gross")
 EVENT_KEYS = ("run_id", "time", "kind", "key", "detail")
 FUNDING_KEYS = ("symbol", "time", "rate")
@@ -51,18 +54,32 @@ class Writes:
         self.orders = ignoring(orders, ("order_link_id",), ORDER_KEYS)
         self.fills = ignoring(schema.fills, ("run_id", "exec_id"), FILL_KEYS)
         self.equity = ignoring(schema.equity, ("run_id", "time"), EQUITY_KEYS)
+        # The status a paper order reaches (Filled by its fill, Cancelled when replaced); None
+        # keeps a value. Only orders nobody but the journal wrote are touched: still New and
+        # never given an exchange id. A live order's status is the exchange's, set through the
+        # ledger (bot.store.ledger), and a fill booked by the engine must not finish an order
+        # the exchange reports partly filled.
         self.order_status = BulkStatement(
             sa.update(orders)
             .where(
                 orders.c.run_id == sa.bindparam("match_run_id"),
                 orders.c.order_link_id == sa.bindparam("match_link_id"),
+                orders.c.status == sa.literal_column("'New'"),
+                orders.c.order_id.is_(None),
             )
-            .values(status=sa.bindparam("new_status")),
+            .values(
+                status=sa.bindparam("new_status"),
+                cum_exec_qty=_keep(orders.c.cum_exec_qty, "new_cum_exec_qty"),
+                avg_price=_keep(orders.c.avg_price, "new_avg_price"),
+                updated_at=_keep(orders.c.updated_at, "new_updated_at"),
+            ),
             ORDER_STATUS_KEYS,
             dialect,
             plan_each_row=True,
         )
-        self.positions = ignoring(schema.positions, ("run_id", "time", "symbol"), POSITION_KEYS)
+        self.positions = ignoring(
+            schema.positions, ("run_id", "time", "symbol", "exec_id"), POSITION_KEYS
+        )
         self.funding = ignoring(schema.funding_rates, ("symbol", "time"), FUNDING_KEYS)
         runs = schema.runs
         self.progress = BulkStatement(
@@ -73,3 +90,8 @@ class Writes:
             dialect,
         )
         self.events = ignoring(schema.events, ("run_id", "time", "kind", "key"), EVENT_KEYS)
+
+
+def _keep(column: sa.Column, name: str) -> sa.ColumnElement:
+    """``COALESCE(:name, column)``: the new value, or the stored one when given None."""
+    return sa.func.coalesce(sa.bindparam(name, type_=column.type), column)
