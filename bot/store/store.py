@@ -9,6 +9,11 @@ Faults are named, never tracebacks (:mod:`bot.store.faults`): a database that ca
 is a :class:`StoreOpenError`; writes that meet a lock held by another process are retried for
 ``lock_timeout_s`` with a log line per wait; :meth:`Store.check_alive` tells a process that its
 database was deleted or replaced. Runs are leased to one process at a time (:mod:`.lease`).
+
+Paper runs and backtests journal through the batched :class:`StoreJournal`. A live executor
+uses the order ledger (:mod:`.ledger`) instead, whose every write is its own committed
+transaction fenced by the run's lease: the write-ahead order intent must be in the database
+before the order's request leaves, and a process that lost its run must not write at all.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy.engine import Connection, Engine, Row
 
 from bot.redact import redact_url
-from bot.store import lease, migrate, schema
+from bot.store import lease, ledger, migrate, schema
 from bot.store.bulk import insert_ignoring
 from bot.store.connect import create_engine
 from bot.store.faults import (
@@ -40,14 +45,15 @@ from bot.store.faults import (
 from bot.store.journal import StoreJournal
 from bot.store.klines import COLUMNS as KLINE_COLUMNS
 from bot.store.klines import frame_chunks, to_frame
+from bot.store.ledger import Execution, LastExecution, OrderUpdate
 from bot.store.writes import Writes
 
 log = logging.getLogger(__name__)
 
-RUN_KINDS = ("backtest", "paper")
+RUN_KINDS = ("backtest", "paper", "live")
 END_STATUSES = ("finished", "failed", "halted")
-#: A paper run is ``running`` while a daemon works on it and ``stopped`` after a clean stop;
-#: either can be resumed.
+#: A paper or live run is ``running`` while a daemon works on it and ``stopped`` after a
+#: clean stop; either can be resumed.
 LIVE_STATUSES = ("running", "stopped")
 #: Shortest run id prefix accepted by :meth:`Store.get_run` (shorter ones match too much).
 MIN_PREFIX = 4
@@ -55,6 +61,8 @@ MIN_PREFIX = 4
 KLINE_CHUNK_ROWS = 50_000
 #: How long writes keep retrying a database locked by another process before giving up.
 LOCK_TIMEOUT_S = 60.0
+#: How long a lease lasts past the write that renews it, unless the caller says otherwise.
+LEASE_TTL_S = 30.0
 
 T = TypeVar("T")
 #: What opening a database can fail with: a bad or unsupported URL, a missing driver, a file
@@ -65,8 +73,9 @@ _OPEN_FAILURES = (
 )  # fmt: skip
 
 #: The columns :meth:`Store.orders` and :meth:`Store.positions` return: those a paper run and
-#: its backtest share value for value (their parity is checked on them). The other
-#: columns (exchange ids, times, the execution of a position) are the live ledger's.
+#: its backtest share value for value (their parity is checked on them). The live ledger's
+#: other columns (exchange ids, times, the execution of a position) are in
+#: :meth:`Store.order_ledger` and :meth:`Store.position_changes`.
 _JOURNAL_COLUMNS = {
     "orders": ("order_link_id", "symbol", "side", "qty", "order_type", "decision_time",
                "reason", "status"),
@@ -459,7 +468,7 @@ class Store:
         background: bool = False,
         *,
         lease_owner: str | None = None,
-        lease_ttl_s: float = 30.0,
+        lease_ttl_s: float = LEASE_TTL_S,
     ) -> StoreJournal:
         """A journal writing into run ``run_id`` (which must exist: it is the rows' parent);
         ``background`` writes from a thread, overlapping the database with computing. With a
@@ -479,7 +488,8 @@ class Store:
         return self._journal_rows(schema.decisions, run_id)
 
     def orders(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's orders as the journal records them (the live ledger's columns left out)."""
+        """The run's orders as the journal records them (see :meth:`order_ledger` for all the
+        ledger's columns)."""
         return self._journal_rows(schema.orders, run_id, _JOURNAL_COLUMNS["orders"])
 
     def fills(self, run_id: str) -> list[dict[str, Any]]:
@@ -488,7 +498,7 @@ class Store:
         return self._journal_rows(schema.fills, run_id)
 
     def positions(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's position changes (without the execution that made each)."""
+        """The run's position changes (see :meth:`position_changes` for their executions)."""
         return self._journal_rows(schema.positions, run_id, _JOURNAL_COLUMNS["positions"])
 
     def equity(self, run_id: str) -> list[dict[str, Any]]:
@@ -509,6 +519,240 @@ class Store:
         stmt = sa.select(*columns).where(table.c.run_id == run_id).order_by(table.c.id)
         with self._engine.connect() as conn:
             return [row._asdict() for row in conn.execute(stmt)]
+
+    # -- the live order ledger (see bot.store.ledger) ----------------------------------------
+    def write_order_intent(
+        self,
+        run_id: str,
+        *,
+        link_id: str,
+        symbol: str,
+        side: str,
+        qty: float,
+        order_type: str,
+        decision_time: int,
+        leg: int,
+        attempt: int,
+        reason: str,
+        reduce_only: bool,
+        price: float | None = None,
+        created_at: int,
+        lease_owner: str,
+        lease_ttl_s: float = LEASE_TTL_S,
+    ) -> dict[str, Any]:
+        """Commit the order's write-ahead record (status ``Unknown``) before its request is
+        sent; returns the stored row (every column but the surrogate id).
+
+        Idempotent: if ``link_id`` is stored already, nothing changes and the stored row is
+        returned, status and all: it, not the arguments, is what was (or may have been) sent.
+        ``qty`` is unsigned (``side`` gives the direction); ``price`` only for limit orders.
+        Fenced: :class:`LeaseLostError` (nothing written) unless ``lease_owner`` still holds
+        the run. ValueError for a bad value or a link id of another run."""
+        values = ledger.intent_values(
+            run_id, link_id=link_id, symbol=symbol, side=side, qty=qty, order_type=order_type,
+            decision_time=decision_time, leg=leg, attempt=attempt, reason=reason,
+            reduce_only=reduce_only, price=price, created_at=created_at,
+        )  # fmt: skip
+        fence = self._fence(run_id, lease_owner, lease_ttl_s)
+
+        def write(conn: Connection) -> dict[str, Any]:
+            fence(conn)
+            return ledger.write_intent(conn, values)
+
+        return self._write(write, "writing an order intent")
+
+    def update_order(
+        self,
+        link_id: str,
+        *,
+        status: str,
+        order_id: str | None = None,
+        cum_exec_qty: float | None = None,
+        avg_price: float | None = None,
+        reject_code: str | None = None,
+        reject_reason: str | None = None,
+        updated_at: int,
+        lease_owner: str,
+        lease_ttl_s: float = LEASE_TTL_S,
+    ) -> bool:
+        """Apply what the exchange said about an order; True if the stored order changed.
+
+        Monotonic (see :func:`bot.store.ledger.merge`): the status only moves forward and a
+        final one (Filled, Cancelled, Rejected) stays, ``cum_exec_qty`` never decreases, the
+        exchange id and reject details are kept once known; None says nothing. A late,
+        duplicated or reordered message therefore changes nothing. LookupError for a link id
+        the store has no order for; fenced like :meth:`write_order_intent`."""
+        update = OrderUpdate(
+            status=status, updated_at=int(updated_at), order_id=order_id,
+            cum_exec_qty=cum_exec_qty, avg_price=avg_price, reject_code=reject_code,
+            reject_reason=reject_reason,
+        )  # fmt: skip
+        orders = schema.orders
+        with self._engine.connect() as conn:  # an order's run never changes
+            run_id = conn.scalar(
+                sa.select(orders.c.run_id).where(orders.c.order_link_id == link_id)
+            )
+        if run_id is None:
+            raise LookupError(f"no order with link id {link_id!r}")
+        fence = self._fence(run_id, lease_owner, lease_ttl_s)
+        changed_before = False  # by an attempt whose commit failed to say it succeeded
+
+        def write(conn: Connection) -> bool:
+            nonlocal changed_before
+            fence(conn)
+            changed = ledger.apply_update(conn, link_id, update)
+            changed_before = changed_before or changed
+            return changed
+
+        return self._write(write, "updating an order") or changed_before
+
+    def record_executions(
+        self,
+        run_id: str,
+        executions: Sequence[Execution],
+        *,
+        lease_owner: str,
+        lease_ttl_s: float = LEASE_TTL_S,
+    ) -> list[Execution]:
+        """Store the executions (``fills`` rows, and a ``positions`` row for each that carries
+        the position it left) in one transaction; returns those whose exec id the run did not
+        have, in the order given: the ones to book. Executions stored before, or twice in
+        ``executions``, add nothing. Fenced like :meth:`write_order_intent`."""
+        fence = self._fence(run_id, lease_owner, lease_ttl_s)
+        # Exec ids stored by any attempt of this call: a retried attempt finds those of an
+        # attempt whose commit went through unacknowledged (a dropped connection) stored
+        # already, and they are still this call's new ones, to be booked.
+        stored: set[str] = set()
+
+        def write(conn: Connection) -> None:
+            fence(conn)
+            new = ledger.insert_executions(conn, run_id, executions)
+            stored.update(e.fill.exec_id for e in new)
+
+        self._write(write, "storing executions")
+        new = []
+        for execution in executions:
+            if execution.fill.exec_id in stored:
+                stored.discard(execution.fill.exec_id)  # a repeat in the input is not new
+                new.append(execution)
+        return new
+
+    def record_drift(
+        self,
+        run_id: str,
+        *,
+        time: int,
+        subject: str,
+        store: Any,
+        exchange: Any,
+        action: str,
+        lease_owner: str,
+        lease_ttl_s: float = LEASE_TTL_S,
+    ) -> bool:
+        """Record a drift a reconciliation found between the store and the exchange: an
+        ``events`` row of kind ``reconcile_drift`` keyed by ``subject`` (what drifted, e.g.
+        ``position:BTCUSDT``, ``order:<link id>``, ``wallet``), with both views (JSON values)
+        and the ``action`` taken. Committed at once and fenced; the same finding at the same
+        ``time`` is kept once. True if it is new."""
+        row = ledger.drift_event(run_id, time=time, subject=subject, store=store,
+                                 exchange=exchange, action=action)  # fmt: skip
+        events = schema.events
+        insert = insert_ignoring(events, ("run_id", "time", "kind", "key"), self._engine.dialect)
+        statement = insert.values(**row).returning(events.c.id)
+        fence = self._fence(run_id, lease_owner, lease_ttl_s)
+
+        def write(conn: Connection) -> bool:
+            fence(conn)
+            return conn.execute(statement).first() is not None
+
+        return self._write(write, "recording a drift")
+
+    def order_by_link_id(self, link_id: str) -> dict[str, Any] | None:
+        """The order with ``link_id`` (every column but the surrogate id, ``run_id`` too)."""
+        with self._engine.connect() as conn:
+            return ledger.order_row(conn, link_id)
+
+    def order_ledger(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's orders with every ledger column, in the order they were written."""
+        return self._journal_rows(schema.orders, run_id)
+
+    def unresolved_orders(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's orders whose outcome is open (Unknown, New, PartiallyFilled), oldest
+        first: what a reconciliation resolves before the run trades again."""
+        orders = schema.orders
+        stmt = (
+            sa.select(*ledger.row_columns(orders))
+            .where(orders.c.run_id == run_id, orders.c.status.in_(ledger.UNRESOLVED_STATUSES))
+            .order_by(orders.c.id)
+        )
+        with self._engine.connect() as conn:
+            return [row._asdict() for row in conn.execute(stmt)]
+
+    def orders_for_decision(
+        self, run_id: str, decision_time: int, symbol: str
+    ) -> list[dict[str, Any]]:
+        """The orders a decision placed for one symbol, by leg and attempt: how a restart
+        finds what it already sent for a decision, so it never sends it again."""
+        orders = schema.orders
+        stmt = (
+            sa.select(*ledger.row_columns(orders))
+            .where(
+                orders.c.run_id == run_id,
+                orders.c.decision_time == decision_time,
+                orders.c.symbol == symbol,
+            )
+            .order_by(orders.c.leg, orders.c.attempt, orders.c.id)
+        )
+        with self._engine.connect() as conn:
+            return [row._asdict() for row in conn.execute(stmt)]
+
+    def last_execution(self, run_id: str) -> LastExecution | None:
+        """The run's latest stored execution by exchange time (the last stored of those
+        sharing it): executions missed during a gap are fetched from there on."""
+        fills = schema.fills
+        stmt = (
+            sa.select(fills.c.time, fills.c.exec_id)
+            .where(fills.c.run_id == run_id)
+            .order_by(fills.c.time.desc(), fills.c.id.desc())
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else LastExecution(int(row.time), row.exec_id)
+
+    def position_changes(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's position rows with the execution that produced each (``exec_id``, ''
+        for rows recorded without one), in the order they were written."""
+        return self._journal_rows(schema.positions, run_id)
+
+    def latest_positions(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """Per symbol, the last position row written (time, qty, avg_price, exec_id): the
+        run's book as the store has it, to rebuild the portfolio from and to reconcile with
+        the exchange's positions. Symbols never traded are absent; a closed one has qty 0."""
+        positions = schema.positions
+        last = (
+            sa.select(sa.func.max(positions.c.id))
+            .where(positions.c.run_id == run_id)
+            .group_by(positions.c.symbol)
+        )
+        stmt = sa.select(
+            positions.c.symbol, positions.c.time, positions.c.qty, positions.c.avg_price,
+            positions.c.exec_id,
+        ).where(positions.c.id.in_(last))  # fmt: skip
+        with self._engine.connect() as conn:
+            return {
+                row.symbol: {k: v for k, v in row._asdict().items() if k != "symbol"}
+                for row in conn.execute(stmt)
+            }
+
+    def drifts(self, run_id: str) -> list[dict[str, Any]]:
+        """The drifts recorded for the run, in the order they were: time, subject, the
+        store's and the exchange's view, and the action taken."""
+        return [
+            {"time": e["time"], "subject": e["key"], **e["detail"]}
+            for e in self.events(run_id)
+            if e["kind"] == ledger.DRIFT_KIND
+        ]
 
 
 def _find_run(conn: Connection, run_id: str) -> Row | None:
