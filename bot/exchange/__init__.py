@@ -13,6 +13,17 @@ then) unless something subscribes, ``POST /_local/start`` is sent, or ``start_on
 ``POST /_local/pause`` / ``/_local/resume`` freeze and continue market time. Order books and
 messages are computed once and shared by all connections; at most ``exchange.max_connections``
 websockets are served at once (beyond: HTTP 429).
+
+The private side trades the accounts of ``exchange.accounts`` (test API keys): signed REST
+(order create/cancel/realtime/history, executions, positions, wallet, key info) verified on
+the raw bytes against the *wall* clock, the ``/v5/private`` websocket with the ``order``,
+``execution``, ``position`` and ``wallet`` topics, market and limit-IOC orders matched at the
+price the kline stream shows with ``exchange.taker_fee``, funding at the tape's funding
+times, ``exchange.order_rate_limit`` creates and cancels per second, and the faults of
+``exchange.private_faults`` (lost answers, late acceptance, 10006 bursts, clock skew, server
+errors, asynchronous rejects, partial IOC fills, delayed fills, stream drops, duplicates,
+reordering, double Filled, auth failures, manual orders, forced refusals), each counted in
+``/_local/status``. See :mod:`bot.exchange.private`.
 """
 
 from bot.exchange.server import ExchangeServer, create_app, serve

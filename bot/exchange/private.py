@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -450,7 +450,7 @@ class PrivateExchange:
         for name, member in self.members.items():
             account = member.account
             accounts[name] = {
-                **member.stats.__dict__,
+                **asdict(member.stats),
                 "orders": len(account.orders),
                 "open_orders": len(account.open),
                 "executions": len(account.executions),

@@ -197,6 +197,13 @@ class ExchangeServer:
             len(self.state.market.symbols),
             ", held until the first subscription" if clock.held else "",
         )
+        if self.state.private.members:
+            log.info(
+                "private side: %d account(s) (%s), /v5/private at %s",
+                len(self.state.private.members),
+                ", ".join(self.state.private.members),
+                self.private_ws_url,
+            )
 
     async def stop(self) -> None:
         if self._runner is not None:
