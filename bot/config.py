@@ -270,6 +270,9 @@ class PrivateFaultsConfig(_Section):
     ws_reorder_probability: float = Field(0.0, ge=0, le=1)
     # private websocket, per Filled order message: a second Filled message follows
     ws_double_filled_probability: float = Field(0.0, ge=0, le=1)
+    # private websocket, per data message: the connection is cut right after it (no close
+    # frame); what was still queued is lost
+    ws_disconnect_probability: float = Field(0.0, ge=0, le=1)
     # private websocket, per auth request with a valid signature: answered as a failure
     auth_failure_probability: float = Field(0.0, ge=0, le=1)
     # per account and bar: a manual market order (not the client's) on a symbol it traded

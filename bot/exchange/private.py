@@ -137,6 +137,12 @@ def _decimal(x: float) -> Decimal:
 
 
 class PrivateExchange:
+    """Every account of ``settings.exchange.accounts``, trading on ``market`` in the time of
+    ``clock`` (market time for prices and message times, wall time for signatures, limits,
+    delays). Tests reach the books through :attr:`members` (name → :class:`Member`, whose
+    ``account`` holds orders, executions, positions and the wallet) and the counters through
+    :meth:`status`."""
+
     def __init__(self, settings: Settings, market: Market, clock: MarketClock) -> None:
         exchange = settings.exchange
         self.market = market

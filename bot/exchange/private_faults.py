@@ -35,6 +35,7 @@ KINDS: dict[str, int] = {
     "insufficient_balance": 16,
     "below_min_notional": 17,
     "qty_to_zero": 18,
+    "ws_disconnect": 19,
 }
 _SALT = 0x5052_4956  # keeps these streams apart from the public side's
 _FORM = 99  # the stream choosing between retCode 10016 and an HTTP 5xx

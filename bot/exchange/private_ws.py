@@ -8,14 +8,17 @@ change of the authenticated account one message per row and subscribed topic, in
 envelope ``{"id","topic","creationTime","data":[row]}``.
 
 Stream faults strike data messages by (seed, connection number, message index): lost,
-duplicated, swapped with the next one (an execution before its order), and a second
-``Filled`` for a filled order. Replies leave after :data:`REPLY_LATENCY_S`, like the public
+duplicated, swapped with the next one (an execution before its order), a second ``Filled``
+for a filled order, and the connection cut right after a message (what was still queued is
+lost with it, as in a network failure; the client reconnects and must look up what it
+missed). Replies leave after :data:`REPLY_LATENCY_S`, like the public
 side's: pybit records a subscription only after sending it, so an instant ack kills it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from typing import Any
@@ -47,16 +50,24 @@ _ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 class PrivateSession:
     """A connection's state: its account once authenticated, its topics, its send queue."""
 
-    def __init__(self, private: PrivateExchange, ws: web.WebSocketResponse, number: int) -> None:
+    def __init__(
+        self,
+        private: PrivateExchange,
+        ws: web.WebSocketResponse,
+        number: int,
+        transport: asyncio.BaseTransport | None = None,
+    ) -> None:
         self.private = private
         self.faults = private.faults
         self.ws = ws
+        self.transport = transport
         self.number = number
         self.conn_id = str(uuid.uuid4())
         self.member: Member | None = None
         self.topics: list[str] = []
         self.produced = 0  # data messages made so far: the index faults are decided by
-        self._queue: asyncio.Queue[tuple[float, str]] = asyncio.Queue()
+        # (send at loop time, text, cut the connection after it)
+        self._queue: asyncio.Queue[tuple[float, str, bool]] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
 
     async def run(self) -> None:
@@ -153,12 +164,13 @@ class PrivateSession:
     def _reply(self, body: dict[str, Any]) -> None:
         body["conn_id"] = self.conn_id
         send_at = self._loop.time() + REPLY_LATENCY_S
-        self._queue.put_nowait((send_at, orjson.dumps(body).decode()))
+        self._queue.put_nowait((send_at, orjson.dumps(body).decode(), False))
 
     # -- pushes ----------------------------------------------------------------------------------
     def deliver(self, pushes: list[Push], now: int) -> None:
         """Queue the messages of one change of the account, after the stream faults."""
         made: list[tuple[str, bool]] = []  # (text, whether it reports a filled order)
+        cuts: set[str] = set()  # messages after which the connection is cut
         doubles: list[str] = []
         for kind, row in pushes:
             for name in self.topics:
@@ -171,6 +183,8 @@ class PrivateSession:
                     continue
                 filled = kind == "order" and row.get("orderStatus") == "Filled"
                 made.append((text, filled))
+                if self.faults.fires("ws_disconnect", self.number, i):
+                    cuts.add(text)
                 if self.faults.hit("ws_duplicate", self.number, i):
                     made.append((text, False))
                 if filled and self.faults.hit("ws_double_filled", self.number, i):
@@ -185,7 +199,7 @@ class PrivateSession:
                 k += 1
         now_loop = self._loop.time()
         for text in texts + doubles:
-            self._queue.put_nowait((now_loop, text))
+            self._queue.put_nowait((now_loop, text, text in cuts))
 
     def _message(self, topic: str, row: dict[str, Any], now: int, i: int) -> str:
         if TOPICS[topic] == "position":
@@ -201,13 +215,19 @@ class PrivateSession:
     # -- sending ---------------------------------------------------------------------------------
     async def _send(self) -> None:
         while True:
-            send_at, text = await self._queue.get()
+            send_at, text, cut = await self._queue.get()
             wait = send_at - self._loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
             try:
                 await self.ws.send_str(text)
             except ConnectionError:
+                return
+            if cut:
+                self.faults.count("ws_disconnect")
+                if self.transport is not None:
+                    with contextlib.suppress(Exception):
+                        self.transport.abort()
                 return
 
 
@@ -217,7 +237,7 @@ async def run_private(
     """Upgrade to a private connection and serve it until it ends."""
     ws = web.WebSocketResponse(autoping=True, timeout=2.0)
     await ws.prepare(request)
-    session = PrivateSession(private, ws, number)
+    session = PrivateSession(private, ws, number, request.transport)
     private.sessions.add(session)
     try:
         await session.run()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
@@ -266,3 +267,21 @@ async def test_the_same_seed_gives_the_same_faults_in_the_same_places():
     assert first == again and fired == fired_again
     assert first != other
     assert sum(fired.values()) >= 10
+
+
+async def test_a_cut_connection_loses_what_was_queued_and_a_new_one_hears_on():
+    async with venue(private_faults={"ws_disconnect_probability": 1.0}) as v:
+        ws = await connect(v)
+        await v.client.order("BTCUSDT", "Buy", "1", "cut-1")
+        first = await ws.receive(timeout=10)
+        assert json.loads(first.data)["topic"] == "order"
+        closed = await ws.receive(timeout=10)
+        assert closed.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+        again = await connect(v)
+        await v.client.order("BTCUSDT", "Buy", "1", "cut-2")
+        [heard] = await pushes(again, 1)
+        assert heard["data"][0]["orderLinkId"] == "cut-2"
+        await again.close()
+        fired = await counts(v)
+        assert only(fired, ws_disconnect=2)
+        assert v.private.status()["accounts"]["main"]["ws_connections"] == 2
