@@ -70,8 +70,10 @@ class FakeOrder:
 @dataclass
 class FakePrivateBybit:
     keys: dict[str, str]
-    skew_ms: int = 0
-    recv_window_ok: bool = True
+    skew_ms: int = 0  # the signature clock's lead over the wall clock
+    market_time_ms: int = 0  # the lead of /v5/market/time and replies' `time` (a replay)
+    quote_server_time: bool = True  # whether a 10002 quotes server_timestamp[...]
+    quote_error_ms: int = 0  # how far that quote is off (a lying server)
     faults: dict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
     seen: list[Seen] = field(default_factory=list)
     orders: dict[str, FakeOrder] = field(default_factory=dict)
@@ -102,12 +104,12 @@ class FakePrivateBybit:
     # -- REST --------------------------------------------------------------------------------------
     def envelope(self, result: Any, code: int = 0, msg: str = "OK", **headers: str) -> web.Response:
         body = {"retCode": code, "retMsg": msg, "result": result, "retExtInfo": {},
-                "time": self.now_ms()}  # fmt: skip
+                "time": self.now_ms() + self.market_time_ms}  # fmt: skip
         return web.json_response(body, headers=headers or None)
 
     async def market_time(self, request: web.Request) -> web.Response:
         self.counters["time"] += 1
-        now = self.now_ms()
+        now = self.now_ms() + self.market_time_ms
         return self.envelope({"timeSecond": str(now // 1000), "timeNano": str(now * 1_000_000)})
 
     async def private(self, request: web.Request) -> web.StreamResponse:
@@ -169,10 +171,10 @@ class FakePrivateBybit:
         now = self.now_ms()
         if not now - int(window) <= int(stamp) < now + 1000:
             self.counters["bad_timestamp"] += 1
-            msg = (
-                "invalid request, please check your server timestamp or recv_window param. "
-                f"req_timestamp[{stamp}],server_timestamp[{now}],recv_window[{window}]"
-            )
+            msg = "invalid request, please check your server timestamp or recv_window param."
+            if self.quote_server_time:
+                quoted = now + self.quote_error_ms
+                msg += f" req_timestamp[{stamp}],server_timestamp[{quoted}],recv_window[{window}]"
             return self.envelope({}, 10002, msg)
         return None
 

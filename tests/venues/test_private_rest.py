@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 
@@ -18,10 +19,14 @@ from bot.core.timeutil import DAY_MS
 from bot.venues.bybit.credentials import Credentials
 from bot.venues.bybit.gap_fill import SeenExecutions, fetch_missed_executions
 from bot.venues.bybit.private_errors import DuplicateOrderLinkId, OrderRejected, OutcomeUnknown
-from bot.venues.bybit.private_protocol import OrderRequest, execution_windows
-from bot.venues.bybit.private_rest import PrivateRest, TradingRest
+from bot.venues.bybit.private_protocol import (
+    OrderRequest,
+    quoted_server_time,
+)
+from bot.venues.bybit.private_rest import ClockError, PrivateRest, TradingRest
 from bot.venues.bybit.rest_protocol import BybitAPIError, BybitHTTPError, RateLimited
 from bot.venues.bybit.stopping import Stopping
+from tests.conftest import ROOT
 from tests.venues.private_fake import FakePrivateBybit, fill, position, serving
 
 KEY = "PrivKeyMarker7Q2W9E"
@@ -99,9 +104,6 @@ async def test_executions_since_walks_seven_day_windows_and_gaps_dedupe(fake):
     bybit, url = fake
     times = [T0, T0 + 3 * DAY_MS, T0 + 7 * DAY_MS, T0 + 7 * DAY_MS + 1, T0 + 15 * DAY_MS]
     bybit.executions = [fill(n, at) for n, at in enumerate(times)]
-    assert execution_windows(T0, T0 + 15 * DAY_MS) == [
-        (T0, T0 + 7 * DAY_MS), (T0 + 7 * DAY_MS + 1, T0 + 14 * DAY_MS + 1),
-        (T0 + 14 * DAY_MS + 2, T0 + 15 * DAY_MS)]  # fmt: skip
     seen = SeenExecutions(["e0"])  # booked before the gap
     async with client(PrivateRest, url) as rest:
         with pytest.raises(ValueError, match="7 days"):
@@ -109,9 +111,26 @@ async def test_executions_since_walks_seven_day_windows_and_gaps_dedupe(fake):
         missed = await fetch_missed_executions(rest, T0, seen, until_ms=T0 + 16 * DAY_MS)
         again = await fetch_missed_executions(rest, T0, seen, until_ms=T0 + 16 * DAY_MS)
     assert [e.exec_id for e in missed] == ["e1", "e2", "e3", "e4"] and again == []
+    queries = [dict(parse_qsl(s.raw_query)) for s in bybit.seen if s.path == "execution/list"]
+    windows = dict.fromkeys((int(q["startTime"]) - T0, int(q["endTime"]) - T0) for q in queries)
+    assert list(windows) == [
+        (0, 7 * DAY_MS), (7 * DAY_MS + 1, 14 * DAY_MS + 1), (14 * DAY_MS + 2, 16 * DAY_MS)
+    ]  # fmt: skip
     assert len(seen) == 5
     bounded = SeenExecutions(capacity=2)
     assert [bounded.add(x) for x in ("a", "b", "a", "c", "a")] == [True, True, False, True, True]
+
+
+async def test_executions_since_ends_at_the_exchanges_now_not_ours(fake):
+    """Execution times are on the exchange's clock: a local exchange replays a past year."""
+    bybit, url = fake
+    bybit.market_time_ms = -365 * DAY_MS
+    market_now = int(time.time() * 1000) - 365 * DAY_MS
+    bybit.executions = [fill(1, market_now - 10 * DAY_MS), fill(2, market_now - DAY_MS)]
+    async with client(PrivateRest, url) as rest:
+        found = await rest.executions_since(market_now - 12 * DAY_MS)
+    assert [e.exec_id for e in found] == ["e1", "e2"]
+    assert bybit.counters["execution/list"] == 2  # two windows, not a year of them
 
 
 async def test_rate_limit_waits_for_the_reset_header(fake):
@@ -124,22 +143,33 @@ async def test_rate_limit_waits_for_the_reset_header(fake):
     assert rest.stats["retries.rate_limited"] == 2 and bybit.counters["account/wallet-balance"] == 3
 
 
-async def test_a_clock_out_of_the_window_is_resynchronised_then_the_call_succeeds(fake):
+@pytest.mark.parametrize("quoted", [True, False])
+async def test_a_clock_out_of_the_window_is_resynchronised_then_the_call_succeeds(fake, quoted):
     bybit, url = fake
     bybit.skew_ms = 60_000  # Bybit's clock a minute ahead of ours
+    bybit.quote_server_time = quoted  # else the offset comes from /v5/market/time
     async with client(TradingRest, url) as rest:
         assert (await rest.wallet()).equity == 1012.5
         assert abs(rest.offset_ms - 60_000) < 5_000
         await rest.create_order(market("after-resync"))
-    assert bybit.counters["bad_timestamp"] == 1 and bybit.counters["time"] == 1
+    assert bybit.counters["bad_timestamp"] == 1 and bybit.counters["time"] == (not quoted)
     assert rest.stats["resyncs"] == 1 and rest.stats["retries.resync"] == 1
     assert list(bybit.orders) == ["after-resync"]
 
 
-async def test_a_clock_that_cannot_be_fixed_fails_after_bounded_resyncs(fake):
+def test_the_server_time_a_10002_quotes():
+    live = ROOT.parent / "shared" / "bybit-messages" / "live_error_bodies.json"
+    if not live.exists():
+        pytest.skip(f"{live} not found")
+    text = json.loads(live.read_text())["recv_window_10002"]["retMsg"]
+    assert quoted_server_time(text) == 1678623606869
+    assert quoted_server_time("invalid request, please check your server timestamp") is None
+
+
+async def test_resyncs_are_bounded_when_the_clock_cannot_be_fixed(fake):
     bybit, url = fake
-    async with client(TradingRest, url, clock=lambda: time.time() - 3600) as rest:
-        rest.sync_time = _no_op_sync  # the offset never improves
+    bybit.skew_ms, bybit.quote_error_ms = 60_000, -60_000  # the server quotes a wrong time
+    async with client(TradingRest, url) as rest:
         with pytest.raises(BybitAPIError, match="retCode 10002"):
             await rest.positions()
         with pytest.raises(OrderRejected) as caught:
@@ -148,8 +178,21 @@ async def test_a_clock_that_cannot_be_fixed_fails_after_bounded_resyncs(fake):
     assert bybit.counters["bad_timestamp"] == 2 * (1 + rest.max_resyncs)
 
 
-async def _no_op_sync() -> int:
-    return 0
+async def test_a_replayed_market_clock_is_not_signed_against(fake):
+    """The local exchange serves its (accelerated, historical) market time at
+    /v5/market/time; signatures are checked against the wall clock."""
+    bybit, url = fake
+    bybit.market_time_ms = -2 * 365 * DAY_MS
+    async with client(PrivateRest, url) as rest:
+        with pytest.raises(ClockError, match="from our clock"):
+            await rest.sync_time()
+        assert rest.offset_ms == 0
+        assert (await rest.wallet()).equity == 1012.5
+    bybit.skew_ms, bybit.quote_server_time = 60_000, False  # a 10002 that quotes no time
+    async with client(PrivateRest, url) as rest:
+        with pytest.raises(BybitAPIError, match="retCode 10002"):
+            await rest.wallet()
+    assert rest.offset_ms == 0 and bybit.counters["bad_timestamp"] == 1
 
 
 async def test_reads_retry_server_errors_a_bounded_number_of_times(fake):

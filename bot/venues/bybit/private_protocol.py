@@ -45,6 +45,7 @@ POSITION_PAGE_LIMIT = 200
 MAX_PAGES = 1000
 #: ``orderLinkId``: at most 36 characters of letters, digits, ``-`` and ``_``.
 LINK_ID = re.compile(r"[A-Za-z0-9_-]{1,36}")
+_SERVER_TIMESTAMP = re.compile(r"server_timestamp\[(\d{10,16})\]")
 _SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}")
 _DECIMAL = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 
@@ -170,15 +171,8 @@ def page(result: Mapping[str, Any], what: str) -> tuple[list[Any], str]:
     return rows, cursor
 
 
-def execution_windows(start_ms: int, end_ms: int) -> list[tuple[int, int]]:
-    """``[start, end]`` cut into the inclusive windows ``/v5/execution/list`` accepts
-    (``endTime - startTime`` at most 7 days), oldest first."""
-    if end_ms < start_ms:
-        return []
-    windows = []
-    lo = start_ms
-    while lo <= end_ms:
-        hi = min(end_ms, lo + EXECUTION_WINDOW_MS)
-        windows.append((lo, hi))
-        lo = hi + 1
-    return windows
+def quoted_server_time(message: str) -> int | None:
+    """The server time a 10002 message quotes (``server_timestamp[1678623606869]``, Bybit's
+    wording, which the local exchange keeps): the clock the request was checked against."""
+    found = _SERVER_TIMESTAMP.search(message)
+    return int(found.group(1)) if found else None

@@ -53,10 +53,10 @@ from bot.venues.bybit.private_protocol import (
     OrderRequest,
     cancel_body,
     create_failure,
-    execution_windows,
     exhausted_failure,
     order_body,
     page,
+    quoted_server_time,
 )
 from bot.venues.bybit.private_records import (
     Execution,
@@ -86,6 +86,13 @@ from bot.venues.bybit.signing import RECV_WINDOW_MS, json_body, query_string, si
 from bot.venues.bybit.stopping import Stopping, until_stopped
 
 log = logging.getLogger(__name__)
+
+#: A server clock further than this from ours is not one to sign against (see sync_time).
+MAX_CLOCK_OFFSET_MS = 15 * 60_000
+
+
+class ClockError(ValueError):
+    """The server's reported time cannot be the clock it checks signatures against."""
 
 
 class PrivateRest:
@@ -129,6 +136,7 @@ class PrivateRest:
         self.stop = stop  # once set, calls and waits end at once (raising Stopping)
         self.stats: Counter[str] = Counter()
         self.offset_ms = 0  # Bybit's clock minus ours, from the last resync
+        self.server_ms: int | None = None  # the exchange's time in its last reply
         self._clock = clock
         self._rng = random.Random(rng_seed)
         self._session: aiohttp.ClientSession | None = None
@@ -158,7 +166,10 @@ class PrivateRest:
 
     async def sync_time(self) -> int:
         """Measure the offset of Bybit's clock from ours (``/v5/market/time``, unsigned;
-        the server's time is taken to be that of the middle of the round trip)."""
+        the server's time is taken to be that of the middle of the round trip). Raises
+        :class:`ClockError` — and keeps the offset — when that clock is further from ours
+        than :data:`MAX_CLOCK_OFFSET_MS`: it is then no clock to sign against (a local
+        exchange replaying history serves its market time there)."""
         session = self._open_session()
         before = self._clock()
         async with session.get(self.base_url + "/v5/market/time") as response:
@@ -167,10 +178,15 @@ class PrivateRest:
         server_ms = parse_server_time(
             read_envelope(status, headers, body, "/v5/market/time")["result"]
         )
-        self.offset_ms = server_ms - int((before + after) / 2 * 1000)
+        return self._set_offset(server_ms - int((before + after) / 2 * 1000), "/v5/market/time")
+
+    def _set_offset(self, offset_ms: int, source: str) -> int:
+        if abs(offset_ms) > MAX_CLOCK_OFFSET_MS:
+            raise ClockError(f"{source} is {offset_ms / 3_600_000:+.2f} h from our clock")
+        self.offset_ms = offset_ms
         self.stats["resyncs"] += 1
-        log.info("Bybit's clock is %+d ms from ours (%s)", self.offset_ms, self.shown_url)
-        return self.offset_ms
+        log.info("Bybit's clock is %+d ms from ours (%s)", offset_ms, source)
+        return offset_ms
 
     # -- reads -----------------------------------------------------------------------------------
     async def key_info(self) -> KeyInfo:
@@ -255,13 +271,28 @@ class PrivateRest:
     async def executions_since(
         self, since_ms: int, until_ms: int | None = None, symbol: str | None = None
     ) -> list[Execution]:
-        """Every execution from ``since_ms`` (inclusive) to ``until_ms`` (default: Bybit's
-        now), in as many 7-day windows as it takes, oldest first. Executions on a window's
-        edge may come twice: de-duplicate on ``exec_id`` (see :mod:`.gap_fill`)."""
-        until = self.now_ms() if until_ms is None else until_ms
+        """Every execution from ``since_ms`` (inclusive) to ``until_ms``, in as many 7-day
+        windows as it takes, oldest first. Executions on a window's edge may come twice:
+        de-duplicate on ``exec_id`` (see :mod:`.gap_fill`).
+
+        Without ``until_ms`` the walk ends at the exchange's now, as its replies state it
+        (the envelope's ``time``): execution times are on the exchange's clock, which for the
+        local exchange is its replayed market time, not ours."""
         found: list[Execution] = []
-        for lo, hi in execution_windows(since_ms, until):
+        lo = since_ms
+        for _ in range(MAX_PAGES):
+            hi = (
+                lo + EXECUTION_WINDOW_MS
+                if until_ms is None
+                else min(until_ms, lo + EXECUTION_WINDOW_MS)
+            )
+            if hi < lo:
+                break
             found += await self.executions(start_ms=lo, end_ms=hi, symbol=symbol)
+            end = until_ms if until_ms is not None else (self.server_ms or self.now_ms())
+            if hi >= end:
+                break
+            lo = hi + 1
         return sorted(found, key=lambda e: (e.time_ms, e.seq, e.exec_id))
 
     async def _listing(self, path: str, params: dict[str, Any]) -> list[Any]:
@@ -315,18 +346,25 @@ class PrivateRest:
                         raise Stopping("stopping")
                     response = await request
                 status, response_headers, body = response
-                return read_envelope(status, response_headers, body, target, scrub=scrub)
+                envelope = read_envelope(status, response_headers, body, target, scrub=scrub)
+                if isinstance(envelope.get("time"), int):
+                    self.server_ms = envelope["time"]
+                return envelope
             except BybitError as exc:
                 error: BaseException = _withheld(exc)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 sent = not never_sent(exc)
                 error = transport_error(exc, target)
-            if _is_code(error, TIMESTAMP_CODE) and resyncs < self.max_resyncs:
+            if (
+                isinstance(error, BybitAPIError)
+                and error.code == TIMESTAMP_CODE
+                and resyncs < self.max_resyncs
+                and await self._resync(error)
+            ):
                 resyncs += 1
-                if await self._resync():
-                    self.stats["retries"] += 1
-                    self.stats["retries.resync"] += 1
-                    continue
+                self.stats["retries"] += 1
+                self.stats["retries.resync"] += 1
+                continue
             if link_id is not None:
                 outcome = create_failure(error, link_id, scrub, sent)
                 if outcome is not None:
@@ -365,13 +403,18 @@ class PrivateRest:
         async with session.post(url, data=payload, headers=headers) as response:
             return response.status, response.headers, await response.read()
 
-    async def _resync(self) -> bool:
-        """Resynchronise after a 10002; False (and a warning) when Bybit's time is out of
-        reach too, in which case the 10002 stands."""
+    async def _resync(self, refusal: BybitAPIError) -> bool:
+        """Resynchronise after the 10002 ``refusal``: from the server time it quotes (the
+        very clock the signature was checked against) or else from ``/v5/market/time``.
+        False (and a warning) when neither gives a usable clock; the 10002 then stands."""
         try:
-            await until_stopped(self.sync_time(), self.stop)
+            quoted = quoted_server_time(refusal.message)
+            if quoted is not None:
+                self._set_offset(quoted - int(self._clock() * 1000), "the 10002 reply")
+            else:
+                await until_stopped(self.sync_time(), self.stop)
         except (BybitError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            log.warning("could not resynchronise with Bybit's clock: %s", type(exc).__name__)
+            log.warning("could not resynchronise with Bybit's clock: %s", exc)
             return False
         return True
 
@@ -439,10 +482,6 @@ def _withheld(error: BybitError) -> BybitError:
     if isinstance(error, BybitAPIError) and error.code in AUTH_CODES:
         return BybitAPIError(error.code, safe_reason(error.code, "", Scrubber()), error.path)
     return error
-
-
-def _is_code(error: BaseException, code: int) -> bool:
-    return isinstance(error, BybitAPIError) and error.code == code
 
 
 def _parsed(parser: Callable[[Any], Any], row: Any, what: str) -> Any:
