@@ -9,8 +9,10 @@ Every request is built once — the exact query string or JSON body bytes — si
 those bytes. The retry policy is the public client's
 (:func:`~bot.venues.bybit.rest_protocol.retry_delay`): 10006 waits for Bybit's reset time,
 10016 / 5xx / transport failures back off with jitter, a bounded number of times. A 10002
-(timestamp outside the receive window) resynchronises the clock offset from
-``/v5/market/time`` and retries. An order create is different: anything that may have
+(timestamp outside the receive window) resynchronises the clock offset — from the server time
+the reply quotes, else from ``/v5/market/time`` — and retries. Pass :meth:`PrivateRest.now_ms`
+to the private stream so its auth ``expires`` uses the same corrected clock. An order create
+is different: anything that may have
 reached Bybit ends the call with :class:`~bot.venues.bybit.private_errors.OutcomeUnknown`
 (see :func:`~bot.venues.bybit.private_protocol.create_failure`). Every wait ends on ``stop``,
 as does every request in flight except an order create (see :meth:`TradingRest.create_order`).
