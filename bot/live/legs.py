@@ -48,7 +48,7 @@ def _chunks(qty: float, spec: InstrumentSpec, max_qty: float) -> list[float]:
     cap = abs(spec.round_qty(max_qty)) if math.isfinite(max_qty) else size
     if cap <= 0:
         raise ValueError(f"{spec.symbol}: market-order maximum {max_qty} is below one step")
-    count = math.ceil(size / cap - 1e-9)
+    count = max(1, math.ceil(size / cap - 1e-9))
     pieces = [cap] * (count - 1)
     pieces.append(round(size - cap * (count - 1), spec.decimals))
     return [math.copysign(p, qty) for p in pieces if p > 0]

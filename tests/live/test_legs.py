@@ -41,6 +41,11 @@ def test_quantities_above_the_market_maximum_are_split_exactly():
     assert shape(flip) == [(-1.0, True, 0), (-0.5, True, 1), (-1.0, False, 2), (-0.7, False, 3)]
 
 
+def test_a_maximum_far_above_the_quantity_sends_it_whole():
+    assert shape(plan_legs(order(1.0), 0.0, SPEC, RUN, 1e9)) == [(1.0, False, 0)]
+    assert shape(plan_legs(order(-0.5), 0.0, SPEC, RUN, 1e12)) == [(-0.5, False, 0)]
+
+
 def test_each_leg_has_its_own_deterministic_valid_id():
     legs = plan_legs(order(-3.2), 1.5, SPEC, RUN, 1.0)
     ids = [leg.link_id for leg in legs]
