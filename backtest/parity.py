@@ -56,19 +56,26 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def compare_runs(store: Store, paper_id: str, backtest_id: str) -> list[str]:
-    """Differences between two runs' journals (empty: identical). Rows are compared as sets
+def compare_runs(
+    store: Store,
+    paper_id: str,
+    backtest_id: str,
+    tables: tuple[str, ...] = ("decisions", "orders", "fills", "equity"),
+) -> list[str]:
+    """Differences between two runs' journals (empty: identical), in ``tables`` (a live run's
+    fills come from the exchange: compare its decisions). Rows are compared as sets
     ordered by time and symbol: within one step the paper run books each symbol's fill when its
     candle opens, in whatever order those messages arrived."""
     problems: list[str] = []
-    tables = {
+    ignored = {
         "decisions": (),
         "orders": ("status",),  # a run stopped mid-way may leave its last orders unfilled
         "fills": (),
         "equity": (),
     }
     last = store.get_run(paper_id)["last_step"]
-    for table, drop in tables.items():
+    for table in tables:
+        drop = ignored[table]
         paper = sorted(_rows(store, paper_id, table, drop), key=_key)
         replay = sorted(_rows(store, backtest_id, table, drop), key=_key)
         if table in ("equity", "fills"):

@@ -386,6 +386,13 @@ class Engine:
         """Funding rates fetched since the engine was built (before the steps that need them)."""
         self.funding = funding
 
+    def use_executor(self, executor: Executor) -> None:
+        """Hand orders to another executor from now on: a live daemon replays and catches up
+        with one that sends nothing, then trades through the exchange's."""
+        if self.executor.pending:
+            raise RuntimeError("the current executor still holds orders")
+        self.executor = executor
+
     @property
     def last_submission_ns(self) -> int:
         """perf_counter_ns when the executor last took orders (decision latency metrics)."""

@@ -26,6 +26,7 @@ class InstrumentSpec:
     min_notional: float = 0.0
     tick_size: float = 0.0
     max_order_qty: float = math.inf
+    max_market_qty: float = math.inf  # larger market orders go out in legs (live trading)
     decimals: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -130,6 +130,7 @@ class LiveExecutor:
         settle_timeout_s: float = 5.0,
         retry_pause_s: float = 0.2,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        on_foreign: Callable[[str, str], None] | None = None,
     ) -> None:
         self.run_id = run_id
         self.specs = dict(specs)
@@ -144,6 +145,7 @@ class LiveExecutor:
         self.settle_timeout_s = settle_timeout_s
         self.retry_pause_s = retry_pause_s
         self.wall_ms = wall_ms
+        self.on_foreign = on_foreign  # (subject, description): the daemon decides what to do
         self.submitted = 0
         self.submitted_ns = 0
         self.sent_ns = 0  # perf_counter_ns when the last request went out (latency)
@@ -198,6 +200,11 @@ class LiveExecutor:
             await self.execute(getter.result())
             if self._queue.empty():
                 self._idle.set()
+
+    @property
+    def busy(self) -> bool:
+        """Orders queued, in flight or unresolved: positions may be moving."""
+        return not self._idle.is_set() or bool(self.blocked)
 
     async def drained(self) -> None:
         """Wait until every submitted order has been carried out (tests, shutdown)."""
@@ -302,8 +309,8 @@ class LiveExecutor:
         """An order's state, from the ``order`` topic or a look-up."""
         state = self._legs.get(update.link_id)
         if state is None:
-            self._foreign(f"order {update.order_id} ({update.link_id or 'no link id'}) on "
-                          f"{update.symbol}")  # fmt: skip
+            self._foreign(f"order:{update.order_id}", f"order {update.order_id} "
+                          f"({update.link_id or 'no link id'}) on {update.symbol}")  # fmt: skip
             return
         status = "Cancelled" if update.status == "Deactivated" else update.status
         state.cum_exec_qty = max(state.cum_exec_qty, update.cum_exec_qty)
@@ -347,8 +354,8 @@ class LiveExecutor:
                     execution.exec_type, -signed * execution.price - execution.fee)  # fmt: skip
         state = self._legs.get(execution.link_id)
         if state is None:
-            self._foreign(f"{execution.exec_type} execution {execution.exec_id} of "
-                          f"{signed:+g} {execution.symbol}")  # fmt: skip
+            self._foreign(f"execution:{execution.exec_id}", f"{execution.exec_type} execution "
+                          f"{execution.exec_id} of {signed:+g} {execution.symbol}")  # fmt: skip
             self.emit(ExecutionReport(FILLED, execution.symbol, execution.time_ms, fill=fill))
             return
         self._report(state, ACCEPTED)  # an execution may overtake the acknowledgement
@@ -357,10 +364,12 @@ class LiveExecutor:
         whole = state.booked_qty >= abs(state.leg.qty) - 10**-decimals / 2
         self._report(state, FILLED if whole else PARTIALLY_FILLED, fill)
 
-    def _foreign(self, what: str) -> None:
+    def _foreign(self, subject: str, what: str) -> None:
         self.counters["foreign"] += 1
         self.foreign.append(what)
         log.error("the account shows %s that this run did not place", what)
+        if self.on_foreign is not None:
+            self.on_foreign(subject, what)
 
     # -- settling and resolving ------------------------------------------------------------------
     async def _settle(self, state: _LegState) -> None:

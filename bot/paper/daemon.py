@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -53,7 +54,8 @@ from bot.core.backoff import Backoff
 from bot.core.barrier import Barrier
 from bot.core.clock import LiveClock, SimulatedClock
 from bot.core.engine import CORRECTED_EVENT, LATE_EVENT, STALE_EVENT, Engine
-from bot.core.events import Bar, Panel
+from bot.core.events import Bar, ExecutionReport, Panel
+from bot.core.execution import Executor
 from bot.core.funding import FundingRates
 from bot.core.ids import new_run_id
 from bot.core.instruments import InstrumentSpec
@@ -111,6 +113,11 @@ def _bar_from(symbol: str, interval: str, start: int, values: list) -> Bar:
 
 
 class PaperDaemon:
+    """Paper trading on live market data; the live daemon is the same daemon with the live
+    executor plugged in (:class:`bot.live.daemon.LiveDaemon` overrides the hooks below)."""
+
+    kind = "paper"
+
     def __init__(
         self,
         settings: Settings,
@@ -265,7 +272,7 @@ class PaperDaemon:
             journal,
             SimulatedClock(),
             strategies,
-            paper_executor(self.settings),
+            await self._replay_executor(store, run),
             summary_level=logging.INFO,
             funding=await asyncio.to_thread(self._funding, store),
             record_bars=True,
@@ -293,7 +300,22 @@ class PaperDaemon:
             log.info("processing %d steps missed while down", len(traded) - done)
             await self._process(traded.slice(done, len(traded)), store, market)
         await self._audit_recent(store, market)
+        await self._go_live(store, run)
         return run
+
+    # -- what a live daemon does differently (hooks) --------------------------------------------
+    async def _replay_executor(self, store: Store, run: _Run) -> Executor:
+        """The executor that replays stored steps and processes steps missed while down:
+        the paper executor, which also trades from then on."""
+        return paper_executor(self.settings)
+
+    async def _go_live(self, store: Store, run: _Run) -> None:
+        """After the stored and missed steps are processed, before the stream: nothing for
+        paper trading."""
+
+    def _side_tasks(self, store: Store, events: asyncio.Queue) -> list[asyncio.Task]:
+        """Tasks that run beside the stream (a live executor's worker, its private stream)."""
+        return []
 
     async def _claim(self, store: Store, run: _Run, *, resumed: bool) -> None:
         """Take the run's lease (refused while another live daemon holds it), and keep it
@@ -303,8 +325,8 @@ class PaperDaemon:
         await asyncio.to_thread(store.set_run_status, run.run_id, "running")
         if resumed and self._run is None:  # (not again when a failed start is retried)
             log.info(
-                "resuming paper run %s (trading since %s, last step %s)",
-                run.run_id, iso(run.data_start),
+                "resuming %s run %s (trading since %s, last step %s)",
+                self.kind, run.run_id, iso(run.data_start),
                 iso(run.last_step) if run.last_step else "none",
             )  # fmt: skip
         self._run = run
@@ -326,17 +348,26 @@ class PaperDaemon:
                 return
 
     def _replay(self, engine: Engine, traded: Panel, patches: list[tuple[int, Bar]]) -> None:
-        """Process stored steps again, patching bars in after the same steps as live."""
+        """Process stored steps again, applying what happened between them after the same
+        steps as live: late and corrected bars, and (live) the exchange's executions."""
         closes = traded.starts + self.step
+        between = [(time, functools.partial(engine.replay_patch, bar)) for time, bar in patches]
+        between += self._replayed_executions(engine)
+        between.sort(key=lambda item: item[0])  # stable: same-time items keep their order
         done = 0
-        for time, bar in patches:
+        for time, apply in between:
             cut = int(np.searchsorted(closes, time, side="right"))
             if cut > done:
                 engine.process(traded.slice(done, cut))
                 done = cut
-            engine.replay_patch(bar)
+            apply()
         if done < len(traded):
             engine.process(traded.slice(done, len(traded)))
+
+    def _replayed_executions(self, engine: Engine) -> list[tuple[int, Callable[[], None]]]:
+        """(time, booking) of executions a replay books between steps: none for paper
+        trading, whose executor fills again exactly as it did."""
+        return []
 
     async def _instruments(self, market: MarketData) -> dict[str, InstrumentSpec]:
         """Trading rules from the venue; a symbol it does not list stops the daemon."""
@@ -361,18 +392,18 @@ class PaperDaemon:
         mark = fingerprint(self.settings)
         if self.requested_run is not None:
             run = store.get_run(self.requested_run)
-            if run is None or run["kind"] != "paper":
-                raise StartupError(f"no paper run {self.requested_run!r} in the store")
+            if run is None or run["kind"] != self.kind:
+                raise StartupError(f"no {self.kind} run {self.requested_run!r} in the store")
         elif not self.new_run:
             candidates = [
-                r for r in store.resumable_runs("paper")
+                r for r in store.resumable_runs(self.kind)
                 if r["config"].get("fingerprint") == mark
             ]  # fmt: skip
             run = candidates[0] if candidates else None
             if run is None:
                 why = "it is a new, empty database" if store.created else "none has these settings"
-                log.warning("no paper run to resume in store %s (%s): starting a new run",
-                            store.shown_url, why)  # fmt: skip
+                log.warning("no %s run to resume in store %s (%s): starting a new run",
+                            self.kind, store.shown_url, why)  # fmt: skip
         else:
             run = None
         return None if run is None else _Run(run["id"], run["data_start"], run["last_step"])
@@ -387,7 +418,7 @@ class PaperDaemon:
         data_start = ((server_now - margin) // self.step) * self.step
         store.create_run(
             run_id=run_id,
-            kind="paper",
+            kind=self.kind,
             strategy=",".join(s.name for s in self.settings.strategies),
             symbols=list(self.symbols),
             interval=self.interval,
@@ -396,7 +427,7 @@ class PaperDaemon:
             started_at=self.wall.now(),
             data_start=data_start,
         )
-        log.info("new paper run %s: trading from %s", run_id, iso(data_start))
+        log.info("new %s run %s: trading from %s", self.kind, run_id, iso(data_start))
         self.new_run, self.requested_run = False, run_id  # a retried start resumes this run
         return _Run(run_id, data_start, None)
 
@@ -483,6 +514,7 @@ class PaperDaemon:
             asyncio.create_task(self._consume(events, store, market), name="engine"),
             asyncio.create_task(self._grace_timer(events), name="barrier"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
+            *self._side_tasks(store, events),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -500,6 +532,9 @@ class PaperDaemon:
         engine = self.engine
         while not self.stop.is_set():
             event, received_ns = await events.get()
+            if isinstance(event, ExecutionReport):  # a live executor's news
+                await asyncio.to_thread(engine.on_execution, event)
+                continue
             if isinstance(event, Opened):
                 # may book fills and flush them: a database call, so off the event loop
                 await asyncio.to_thread(engine.on_open, event.symbol, event.start, event.open)
@@ -639,7 +674,7 @@ class PaperDaemon:
         await asyncio.to_thread(store.set_run_status, run.run_id, "stopped")
         await asyncio.to_thread(store.release_lease, run.run_id, self.owner)
         self.log_status()
-        log.info("paper run %s stopped cleanly", run.run_id)
+        log.info("%s run %s stopped cleanly", self.kind, run.run_id)
 
 
 def _spec_fields(spec: InstrumentSpec) -> dict:

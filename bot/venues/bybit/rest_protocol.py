@@ -271,6 +271,7 @@ def parse_instruments(result: Mapping[str, Any]) -> dict[str, InstrumentSpec]:
             min_notional=_number(lot.get("minNotionalValue") or lot.get("minOrderAmt"), 0.0),
             tick_size=_number(price.get("tickSize"), 0.0),
             max_order_qty=_number(lot.get("maxOrderQty"), float("inf")),
+            max_market_qty=_number(lot.get("maxMktOrderQty"), float("inf")),
         )
     return specs
 

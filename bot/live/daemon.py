@@ -1,0 +1,378 @@
+"""The live daemon: the paper daemon's engine, stream and store, trading a Bybit account.
+
+It is :class:`~bot.paper.daemon.PaperDaemon` with the live executor plugged in, and what
+that changes:
+
+* **Restart.** Stored steps are replayed to rebuild the strategies' state (decisions checked
+  against the journal, as for paper), but the portfolio is rebuilt from the run's **journaled
+  executions**, booked between the same steps as they happened — never re-simulated. Steps
+  missed while the daemon was down update the buffer and are decided, but their orders go
+  nowhere (a decision from the past is not traded); trading resumes at the next close.
+* **Before trading:** executions the exchange made while the daemon was down are fetched and
+  booked; orders written ahead but not seen to settle are resolved (same ``orderLinkId``);
+  then the positions are **reconciled** with the exchange's. A position the run did not open
+  (a manual trade, a liquidation, ADL) stops the daemon — fail closed — unless ``adopt``,
+  which books the exchange's position into the run at its entry price and records that.
+* **While trading:** the executor's worker and the private stream run beside the public
+  stream; the executor's reports reach the engine through the same queue as bars; a
+  reconciliation every ``reconcile_interval_s`` compares positions again and records drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bot.config import Settings
+from bot.core.engine import Engine
+from bot.core.events import FILLED, FUNDING, ExecutionReport, Fill, Order
+from bot.core.execution import Executor
+from bot.core.instruments import InstrumentSpec
+from bot.core.market_data import MarketData
+from bot.live.executor import LiveExecutor
+from bot.live.legs import Leg
+from bot.live.rails import RailLimits, Rails
+from bot.paper.daemon import PaperDaemon, StartupError, _Run
+from bot.store import Store
+from bot.venues.bybit.credentials import Credentials
+from bot.venues.bybit.gap_fill import SeenExecutions, fetch_missed_executions
+from bot.venues.bybit.private_records import Execution, OrderUpdate, Position
+from bot.venues.bybit.private_rest import TradingRest
+from bot.venues.bybit.private_stream import PrivateStream
+
+log = logging.getLogger("bot.live")
+
+ADOPT_EXEC_TYPE = "Adopt"  # a position taken over from the account (``--adopt``)
+
+
+class ReconcileError(StartupError):
+    """The account holds what the run did not place, and the user did not say to adopt it."""
+
+
+class MutedExecutor:
+    """Takes the orders of replayed and missed steps and sends them nowhere: a decision from
+    the past is not traded (the replay books the executions that really happened)."""
+
+    def __init__(self) -> None:
+        self.submitted = 0
+        self.submitted_ns = 0
+
+    @property
+    def pending(self) -> list[Order]:
+        return []
+
+    def submit(self, orders: list[Order]) -> list[ExecutionReport]:
+        return []
+
+    def on_open(self, start: int, opens: Any, present: Any) -> list[ExecutionReport]:
+        return []
+
+    def on_symbol_open(self, symbol: str, start: int, open_price: float) -> list[ExecutionReport]:
+        return []
+
+
+class StoreLedger:
+    """The live executor's ledger: the store's order rows for one run, fenced by its lease."""
+
+    def __init__(self, store: Store, run_id: str, owner: str, ttl_s: float) -> None:
+        self.store, self.run_id, self.owner, self.ttl_s = store, run_id, owner, ttl_s
+
+    def write_intent(self, leg: Leg, created_at: int) -> None:
+        order = leg.order
+        self.store.write_order_intent(
+            self.run_id, link_id=leg.link_id, symbol=leg.symbol, side=leg.side,
+            qty=abs(leg.qty), order_type="Market", decision_time=order.decision_time,
+            leg=leg.leg, attempt=order.attempt, reason=order.reason,
+            reduce_only=leg.reduce_only, created_at=created_at, lease_owner=self.owner,
+            lease_ttl_s=self.ttl_s,
+        )  # fmt: skip
+
+    def update(
+        self,
+        link_id: str,
+        update: OrderUpdate | None,
+        *,
+        status: str,
+        now: int,
+        reject_code: str | None = None,
+        reject_reason: str | None = None,
+    ) -> None:
+        self.store.update_order(
+            link_id, status=status,
+            order_id=(update.order_id or None) if update else None,
+            cum_exec_qty=update.cum_exec_qty if update else None,
+            avg_price=(update.avg_price or None) if update else None,
+            reject_code=reject_code, reject_reason=reject_reason, updated_at=now,
+            lease_owner=self.owner, lease_ttl_s=self.ttl_s,
+        )  # fmt: skip
+
+
+def stored_fill(row: dict[str, Any]) -> Fill:
+    """A journaled execution as the engine booked it."""
+    qty = float(row["qty"]) * (1.0 if row["side"] == "Buy" else -1.0)
+    return Fill(row["exec_id"], row["order_link_id"], row["symbol"], int(row["time"]), qty,
+                float(row["price"]), float(row["fee"]), row["exec_type"],
+                float(row["cash_flow"]), float(row["realized_pnl"]))  # fmt: skip
+
+
+def restored_leg(row: dict[str, Any]) -> tuple[Leg, int]:
+    """An order row written ahead by an earlier process, as the executor's leg."""
+    qty = float(row["qty"]) * (1.0 if row["side"] == "Buy" else -1.0)
+    order = Order(row["order_link_id"], row["symbol"], qty, int(row["decision_time"]),
+                  row["reason"], int(row["attempt"]))  # fmt: skip
+    leg = Leg(row["order_link_id"], row["symbol"], qty, bool(row["reduce_only"]),
+              int(row["leg"]), order)  # fmt: skip
+    return leg, int(row["created_at"])
+
+
+class LiveDaemon(PaperDaemon):
+    kind = "live"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        credentials: Credentials,
+        rest_url: str,
+        private_ws_url: str,
+        rails: RailLimits,
+        adopt: bool = False,
+        resend_window_s: float = 10.0,
+        settle_timeout_s: float = 5.0,
+        reconcile_interval_s: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(settings, **kwargs)
+        self.credentials = credentials
+        self.rest_url = rest_url
+        self.private_ws_url = private_ws_url
+        self.rail_limits = rails
+        self.adopt = adopt
+        self.resend_window_s = resend_window_s
+        self.settle_timeout_s = settle_timeout_s
+        self.reconcile_interval_s = reconcile_interval_s
+        self.trader: TradingRest | None = None
+        self.executor: LiveExecutor | None = None
+        self.private: PrivateStream | None = None
+        self.seen = SeenExecutions()
+        self._fills: list[Fill] = []
+        self._events: asyncio.Queue | None = None
+        self._startup_reports: list[ExecutionReport] = []
+        self._store: Store | None = None
+        self._run_row: _Run | None = None
+        self._max_market_qty: dict[str, float] = {}
+        self._foreign_seen: list[tuple[str, str]] = []
+        self._background: set[asyncio.Task] = set()
+
+    async def run(self) -> str:
+        async with TradingRest(self.rest_url, self.credentials, stop=self.interrupted,
+                               rng_seed=self.settings.exchange.seed) as trader:  # fmt: skip
+            self.trader = trader
+            return await super().run()
+
+    # -- hooks -----------------------------------------------------------------------------------
+    async def _replay_executor(self, store: Store, run: _Run) -> Executor:
+        rows = await asyncio.to_thread(store.fills, run.run_id)
+        self._fills = [stored_fill(row) for row in rows]
+        self.seen = SeenExecutions(f.exec_id for f in self._fills)
+        self._store, self._run_row = store, run
+        return MutedExecutor()
+
+    def _replayed_executions(self, engine: Engine) -> list[tuple[int, Callable[[], None]]]:
+        def book(fill: Fill) -> None:
+            kind = FUNDING if fill.exec_type == "Funding" else FILLED
+            engine.on_execution(ExecutionReport(kind, fill.symbol, fill.time, fill=fill))
+
+        return [(fill.time, functools.partial(book, fill)) for fill in self._fills]
+
+    async def _go_live(self, store: Store, run: _Run) -> None:
+        engine, trader = self.engine, self.trader
+        assert engine is not None and trader is not None
+        specs = dict(zip(engine.portfolio.symbols, engine.portfolio.specs, strict=True))
+        # the run's books; executions it has not seen yet are added as they are booked
+        booked = {s: float(q) for s, q in zip(self.symbols, engine.portfolio.qty, strict=True)}
+        self.executor = LiveExecutor(
+            run_id=run.run_id, specs=specs,
+            max_market_qty={s: self._max_market_qty.get(s, math.inf) for s in self.symbols},
+            venue=trader,
+            ledger=StoreLedger(store, run.run_id, self.owner, self.settings.paper.lease_ttl_s),
+            emit=self._emit, rails=Rails(self.rail_limits), price_of=self._price,
+            positions=booked,
+            seen_exec_ids=[f.exec_id for f in self._fills],
+            resend_window_s=self.resend_window_s, settle_timeout_s=self.settle_timeout_s,
+            on_foreign=self._foreign,
+        )  # fmt: skip
+        self.executor.start()
+        # what happened while down: executions first (they explain positions), then orders
+        # written ahead but never seen to settle
+        await self._catch_up_executions(store, run)
+        unresolved = await asyncio.to_thread(store.unresolved_orders, run.run_id)
+        if unresolved:
+            log.warning("resolving %d orders of unknown outcome before trading", len(unresolved))
+            self.executor.restore([restored_leg(row) for row in unresolved])
+            await self.executor.resolve_restored()
+        await self._book_startup_reports()
+        await self._record_foreign(store, run)
+        mine = {s: float(q) for s, q in zip(self.symbols, engine.portfolio.qty, strict=True)}
+        await self._reconcile(store, run, mine, await trader.positions(), at_start=True)
+        await self._book_startup_reports()  # adoptions
+        engine.use_executor(self.executor)
+        log.info("live run %s trading (%s)", run.run_id, "adopting the account's positions"
+                 if self.adopt else "positions reconciled")  # fmt: skip
+
+    def _side_tasks(self, store: Store, events: asyncio.Queue) -> list[asyncio.Task]:
+        self._events = events
+        assert self.executor is not None and self.trader is not None
+        self.private = PrivateStream(
+            self.private_ws_url, self.credentials, self._private_record, on_gap=self._gap,
+            seen=self.seen, epoch_ms=self.trader.now_ms, seed=self.settings.exchange.seed,
+            reconnect_initial_s=self.settings.venue.reconnect_initial_s,
+            reconnect_max_s=self.settings.venue.reconnect_max_s,
+        )  # fmt: skip
+        return [
+            asyncio.create_task(self.executor.run(self.stop), name="executor"),
+            asyncio.create_task(self.private.run(self.stop), name="private-stream"),
+            asyncio.create_task(self._reconcile_periodically(store), name="reconcile"),
+        ]
+
+    # -- the executor's news ---------------------------------------------------------------------
+    def _emit(self, report: ExecutionReport) -> None:
+        """Reports go through the daemon's queue once it runs; at start-up they wait."""
+        if self._events is None:
+            self._startup_reports.append(report)
+        else:
+            self._events.put_nowait((report, 0))
+
+    async def _book_startup_reports(self) -> None:
+        reports, self._startup_reports = self._startup_reports, []
+        for report in reports:
+            await asyncio.to_thread(self.engine.on_execution, report)
+
+    async def _private_record(self, record: Any) -> None:
+        if isinstance(record, OrderUpdate):
+            await self.executor.on_order(record)
+        elif isinstance(record, Execution):
+            self.executor.on_execution(record)
+
+    async def _gap(self) -> None:
+        """After every (re)connection of the private stream: what it may have missed."""
+        await self._catch_up_executions(self._store, self._run_row)
+
+    async def _catch_up_executions(self, store: Store, run: _Run) -> None:
+        last = await asyncio.to_thread(store.last_execution, run.run_id)
+        since = last.time if last is not None else run.data_start
+        missed = await fetch_missed_executions(self.trader, since, self.seen)
+        for execution in missed:
+            self.executor.on_execution(execution)
+        if missed:
+            log.info("booked %d executions the bot had not seen", len(missed))
+
+    def _price(self, symbol: str) -> float:
+        portfolio = self.engine.portfolio
+        return float(portfolio.last_price[portfolio.index[symbol]])
+
+    async def _instruments(self, market: MarketData) -> dict[str, InstrumentSpec]:
+        specs = await super()._instruments(market)
+        self._max_market_qty = {s: specs[s].max_market_qty for s in self.symbols}
+        return specs
+
+    # -- reconciliation --------------------------------------------------------------------------
+    def _foreign(self, subject: str, what: str) -> None:
+        """The account did something this run did not ask for (a manual trade, liquidation,
+        ADL). It is booked (the exchange is the truth); the run stops unless ``adopt``."""
+        self._foreign_seen.append((subject, what))
+        if self._events is not None:  # trading: record it and stop (fail closed)
+            task = asyncio.get_running_loop().create_task(
+                self._record_foreign(self._store, self._run_row)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _record_foreign(self, store: Store, run: _Run) -> None:
+        seen, self._foreign_seen = self._foreign_seen, []
+        if not seen:
+            return
+        action = "adopted" if self.adopt else "stopped"
+        now = int(time.time() * 1000)
+        for subject, what in seen:
+            await asyncio.to_thread(
+                store.record_drift, run.run_id, time=now, subject=subject, store=None,
+                exchange=what, action=action, lease_owner=self.owner,
+                lease_ttl_s=self.settings.paper.lease_ttl_s,
+            )  # fmt: skip
+        if not self.adopt:
+            error = ReconcileError(
+                f"the account shows what this run did not place ({seen[0][1]}"
+                f"{f' and {len(seen) - 1} more' if len(seen) > 1 else ''}): a manual trade, "
+                "a liquidation or ADL; close it or pass --adopt to take it over"
+            )
+            if self._events is None:
+                raise error
+            self._fault = error
+            self.stop.set()
+
+    async def _reconcile(
+        self,
+        store: Store,
+        run: _Run,
+        booked: dict[str, float],
+        positions: list[Position],
+        *,
+        at_start: bool,
+    ) -> None:
+        """Compare the run's positions (``booked``) with the exchange's, in quantity steps;
+        record each drift and what was done about it. A position the run did not open stops
+        it unless ``adopt``."""
+        portfolio = self.engine.portfolio
+        theirs = {p.symbol: p for p in positions if p.symbol in self.symbols}
+        now = int(time.time() * 1000)
+        drifts = []
+        for s, symbol in enumerate(self.symbols):
+            spec = portfolio.specs[s]
+            mine = booked.get(symbol, 0.0)
+            exchange = theirs.get(symbol)
+            size = exchange.size if exchange is not None else 0.0
+            if round((size - mine) / spec.qty_step) == 0:
+                continue
+            action = "adopted" if self.adopt else "stopped"
+            drifts.append(f"{symbol}: run {mine:g}, exchange {size:g}")
+            await asyncio.to_thread(
+                store.record_drift, run.run_id, time=now, subject=f"position:{symbol}",
+                store=mine, exchange=size, action=action, lease_owner=self.owner,
+                lease_ttl_s=self.settings.paper.lease_ttl_s,
+            )  # fmt: skip
+            if self.adopt:
+                price = exchange.entry_price if exchange is not None and exchange.size else (
+                    float(portfolio.last_price[s]))  # fmt: skip
+                qty = round(size - mine, spec.decimals)
+                fill = Fill(f"adopt-{symbol}-{now}", None, symbol, now, qty, price, 0.0,
+                            ADOPT_EXEC_TYPE, -qty * price)  # fmt: skip
+                self._emit(ExecutionReport(FILLED, symbol, now, fill=fill))
+                self.executor.positions[symbol] = size
+        if drifts and not self.adopt:
+            where = "at start-up" if at_start else "while trading"
+            raise ReconcileError(
+                f"the account's positions differ from the run's {where} ({'; '.join(drifts)}): "
+                "a manual trade, a liquidation or ADL; close them or pass --adopt to take them "
+                "over"
+            )
+
+    async def _reconcile_periodically(self, store: Store) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), self.reconcile_interval_s)
+            if self.stop.is_set():
+                return
+            if self.executor.busy:
+                continue  # orders in flight: positions are moving
+            positions = await self.trader.positions()
+            if self.executor.busy:
+                continue
+            await self._reconcile(store, self._run_row, dict(self.executor.positions),
+                                  positions, at_start=False)  # fmt: skip

@@ -1,0 +1,142 @@
+"""The live daemon against the local exchange, public and private: it trades the account, its
+books equal the exchange's, every execution is stored once, its decisions equal a backtest of
+the bars it stored, and a restart rebuilds the portfolio from the stored executions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from backtest.parity import backtest_of_run, compare_runs
+from bot.config import parse_settings
+from bot.core.timeutil import HOUR_MS
+from bot.exchange.server import ExchangeServer
+from bot.live.daemon import LiveDaemon, ReconcileError
+from bot.live.rails import RailLimits
+from bot.store import Store
+from bot.venues.bybit.credentials import Credentials
+
+SYMBOLS = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
+START = 1_706_745_600_000 + 30 * 24 * HOUR_MS
+KEY, SECRET = "daemonTESTkey01", "daemonTESTsecret01"
+
+
+def settings(tmp_path, port: int = 0, until_hours: int = 24, **private_faults):
+    momentum = {"name": "momentum", "params": {"lookback": 6, "top": 1, "rebalance": "bar"}}
+    return parse_settings(
+        {
+            "engine": {"symbols": SYMBOLS, "interval": "1h", "grace_ms": 5000},
+            "data": {"source": "synthetic", "synthetic_bars": 24 * 90, "synthetic_seed": 3,
+                     "funding": False},
+            "strategies": [momentum],
+            "portfolio": {"initial_cash": 10_000.0},
+            "instruments": {s: {"qty_step": 0.01, "tick_size": 0.01} for s in SYMBOLS},
+            "store": {"url": f"sqlite:///{tmp_path / 'bot.db'}"},
+            "venue": {"target": "local", "reconnect_initial_s": 0.05, "reconnect_max_s": 0.2,
+                      "request_timeout_s": 5.0, "max_retries": 2},
+            "paper": {"heartbeat_s": 5.0, "until": str(START + until_hours * HOUR_MS)},
+            "exchange": {
+                "port": port, "speed": 3600 / 0.2, "source": "synthetic", "seed": 4,
+                "start": str(START),
+                "accounts": [{"name": "bot", "api_key": KEY, "api_secret": SECRET,
+                              "balance": 100_000.0}],
+                "private_faults": private_faults,
+            },
+        },
+        "test",
+    )  # fmt: skip
+
+
+def daemon_for(config, server: ExchangeServer, **kwargs) -> LiveDaemon:
+    exchange = config.exchange.model_copy(update={"port": server.port})
+    config = config.model_copy(update={"exchange": exchange})
+    return LiveDaemon(
+        config, credentials=Credentials(KEY, SECRET), rest_url=server.rest_url,
+        private_ws_url=server.rest_url.replace("http://", "ws://") + "/v5/private",
+        rails=RailLimits(), settle_timeout_s=1.0, **kwargs,
+    )  # fmt: skip
+
+
+def account(server: ExchangeServer):
+    return server.state.private.members["bot"].account
+
+
+def assert_books_equal(server: ExchangeServer, daemon: LiveDaemon, store: Store, run_id: str):
+    acct = account(server)
+    exchange = {p.symbol: float(p.size) for p in acct.positions.values() if p.size}
+    portfolio = daemon.engine.portfolio
+    mine = {s: float(q) for s, q in zip(portfolio.symbols, portfolio.qty, strict=True) if q}
+    assert mine == pytest.approx(exchange, abs=1e-9)
+    stored = [f["exec_id"] for f in store.fills(run_id)]
+    assert Counter(stored) == Counter(e.exec_id for e in acct.executions)  # each once
+    links = [o.link_id for o in acct.orders.values() if o.link_id]  # manual: none
+    assert len(links) == len(set(links))
+    ledger = {row["order_link_id"] for row in store.order_ledger(run_id)}
+    assert set(links) <= ledger
+
+
+@pytest.mark.slow
+async def test_a_live_run_trades_the_account_and_equals_its_backtest(tmp_path):
+    config = settings(tmp_path, lost_response_probability=0.1, ws_drop_probability=0.1,
+                      error_after_probability=0.1, ioc_partial_probability=0.1)  # fmt: skip
+    async with ExchangeServer(config) as server:
+        daemon = daemon_for(config, server, new_run=True)
+        run_id = await asyncio.wait_for(daemon.run(), 300)
+        with Store(config.store.url) as store:
+            assert store.get_run(run_id)["kind"] == "live"
+            assert len(store.decisions(run_id)) >= 15
+            assert len(account(server).orders) >= 10  # it traded
+            assert_books_equal(server, daemon, store, run_id)
+            per_leg = Counter(
+                (o["decision_time"], o["symbol"], o["leg"]) for o in store.order_ledger(run_id)
+                if o["attempt"] == 0
+            )  # fmt: skip
+            assert max(per_leg.values()) == 1
+            replay = await asyncio.to_thread(backtest_of_run, config, store, run_id)
+            assert compare_runs(store, run_id, replay, tables=("decisions",)) == []
+
+
+@pytest.mark.slow
+async def test_a_restart_rebuilds_the_books_from_stored_executions(tmp_path):
+    config = settings(tmp_path, until_hours=12)
+    async with ExchangeServer(config) as server:
+        first = daemon_for(config, server, new_run=True)
+        run_id = await asyncio.wait_for(first.run(), 300)
+        held = first.engine.portfolio.qty.copy()
+        assert held.any(), "the first run left positions to rebuild"
+
+        later = config.model_copy(update={"paper": config.paper.model_copy(
+            update={"until": str(START + 24 * HOUR_MS)})})  # fmt: skip
+        second = daemon_for(later, server)  # resumes the run
+        assert await asyncio.wait_for(second.run(), 300) == run_id
+        with Store(config.store.url) as store:
+            assert_books_equal(server, second, store, run_id)
+            replay = await asyncio.to_thread(backtest_of_run, later, store, run_id)
+            assert compare_runs(store, run_id, replay, tables=("decisions",)) == []
+
+
+@pytest.mark.slow
+async def test_a_trade_the_run_did_not_place_stops_it(tmp_path):
+    config = settings(tmp_path, until_hours=6)
+    async with ExchangeServer(config) as server:
+        server.state.private.manual_order("bot", "BBBUSDT", "Buy", None)
+        with pytest.raises(ReconcileError, match=r"BBBUSDT.*--adopt"):
+            await asyncio.wait_for(daemon_for(config, server, new_run=True).run(), 300)
+        with Store(config.store.url) as store:
+            (run,) = store.list_runs()
+            assert [d["action"] for d in store.drifts(run["id"])] == ["stopped"]
+            assert store.lease_holder(run["id"]) is None  # handed back on the way out
+
+
+@pytest.mark.slow
+async def test_adopt_takes_over_what_the_account_holds_and_records_it(tmp_path):
+    config = settings(tmp_path, until_hours=6)
+    async with ExchangeServer(config) as server:
+        server.state.private.manual_order("bot", "BBBUSDT", "Buy", None)
+        adopting = daemon_for(config, server, new_run=True, adopt=True)
+        run_id = await asyncio.wait_for(adopting.run(), 300)
+        with Store(config.store.url) as store:
+            assert [d["action"] for d in store.drifts(run_id)] == ["adopted"]
+            assert_books_equal(server, adopting, store, run_id)
