@@ -140,13 +140,19 @@ class PybitRun:
             self.ws.kline_stream(interval=60, symbol="BTCUSDT", callback=self.klines.append)
         self.ws.orderbook_stream(depth=50, symbol="ETHUSDT", callback=self.books.append)
 
-    def until_the_end(self, timeout: float = 20.0) -> None:
+    def until_the_end(self, timeout: float = 120.0) -> None:
+        """Until the tape is over and pybit has taken in its last order-book update (after a
+        last reconnection, if a fault cut the connection at the end). Generous: on a busy
+        machine pybit's thread may trail the server by seconds."""
         market, clock = self.server.state.market, self.server.state.clock
         deadline = time.monotonic() + timeout
         while market.update_at(clock.now()) < market.last_update:
             assert time.monotonic() < deadline, "the tape did not finish in time"
             time.sleep(0.05)
-        time.sleep(0.5)  # let the last messages (or a last reconnection) through
+        final = market.last_update + 1
+        while self.ws.data.get("orderbook.50.ETHUSDT", {}).get("u") != final:
+            assert time.monotonic() < deadline, "pybit did not receive the last update in time"
+            time.sleep(0.05)
 
     def check_book(self) -> None:
         """pybit's book (built from snapshot + deltas) is the server's final book."""
