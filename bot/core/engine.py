@@ -386,6 +386,12 @@ class Engine:
         """Funding rates fetched since the engine was built (before the steps that need them)."""
         self.funding = funding
 
+    def record_event(self, event: RunEvent) -> None:
+        """An event from outside the steps (a daemon's halt), journaled and flushed."""
+        self.journal.record_event(event)
+        if self.settings.flush_each_panel:
+            self.journal.flush()
+
     def use_executor(self, executor: Executor) -> None:
         """Hand orders to another executor from now on: a live daemon replays and catches up
         with one that sends nothing, then trades through the exchange's."""

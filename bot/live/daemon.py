@@ -31,11 +31,13 @@ from typing import Any
 
 from bot.config import Settings
 from bot.core.engine import Engine
-from bot.core.events import FILLED, FUNDING, ExecutionReport, Fill, Order
+from bot.core.events import FILLED, FUNDING, ExecutionReport, Fill, Order, RunEvent
 from bot.core.execution import Executor
+from bot.core.ids import order_link_id
 from bot.core.instruments import InstrumentSpec
 from bot.core.market_data import MarketData
 from bot.live.executor import LiveExecutor
+from bot.live.halt import halt_requested
 from bot.live.legs import Leg
 from bot.live.rails import RailLimits, Rails
 from bot.paper.daemon import PaperDaemon, StartupError, _Run
@@ -223,6 +225,8 @@ class LiveDaemon(PaperDaemon):
         await self._reconcile(store, run, mine, await trader.positions(), at_start=True)
         await self._book_startup_reports()  # adoptions
         engine.use_executor(self.executor)
+        if await asyncio.to_thread(halt_requested, store, run.run_id):
+            await self._halt(store, run, "halt requested by hand (bot live halt)")
         log.info("live run %s trading (%s)", run.run_id, "adopting the account's positions"
                  if self.adopt else "positions reconciled")  # fmt: skip
 
@@ -281,6 +285,30 @@ class LiveDaemon(PaperDaemon):
         specs = await super()._instruments(market)
         self._max_market_qty = {s: specs[s].max_market_qty for s in self.symbols}
         return specs
+
+    # -- halting -----------------------------------------------------------------------------------
+    async def _halt(self, store: Store, run: _Run, reason: str) -> None:
+        """Decide no more and close every position with reduce-only market orders sized from
+        the exchange's positions (not the run's books: what is really held gets closed)."""
+        engine, executor = self.engine, self.executor
+        engine.risk.halt(reason)
+        log.warning("halting live run %s: %s; closing its positions", run.run_id, reason)
+        await executor.drained()
+        now = int(time.time() * 1000)
+        held = {p.symbol: p.size for p in await self.trader.positions() if p.symbol in self.symbols}
+        orders = [Order(order_link_id(run.run_id, now, symbol), symbol, -size, now, "halt")
+                  for symbol, size in held.items() if size]  # fmt: skip
+        for order in orders:
+            await executor.execute(order)
+        detail = {"reason": reason, "flatten_orders": [o.link_id for o in orders]}
+        self._emit_event(RunEvent(now, "halted", detail))
+
+    def _emit_event(self, event: RunEvent) -> None:
+        """A run event, recorded by the engine on the consumer's side (never beside a step)."""
+        if self._events is None:
+            self.engine.record_event(event)  # start-up: no step runs
+        else:
+            self._events.put_nowait((event, 0))
 
     # -- reconciliation --------------------------------------------------------------------------
     def _foreign(self, subject: str, what: str) -> None:
@@ -369,6 +397,10 @@ class LiveDaemon(PaperDaemon):
                 await asyncio.wait_for(self.stop.wait(), self.reconcile_interval_s)
             if self.stop.is_set():
                 return
+            if not self.engine.risk.halted and await asyncio.to_thread(
+                halt_requested, store, self._run_row.run_id
+            ):
+                await self._halt(store, self._run_row, "halt requested by hand (bot live halt)")
             if self.executor.busy:
                 continue  # orders in flight: positions are moving
             positions = await self.trader.positions()

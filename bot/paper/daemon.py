@@ -54,7 +54,7 @@ from bot.core.backoff import Backoff
 from bot.core.barrier import Barrier
 from bot.core.clock import LiveClock, SimulatedClock
 from bot.core.engine import CORRECTED_EVENT, LATE_EVENT, STALE_EVENT, Engine
-from bot.core.events import Bar, ExecutionReport, Panel
+from bot.core.events import Bar, ExecutionReport, Panel, RunEvent
 from bot.core.execution import Executor
 from bot.core.funding import FundingRates
 from bot.core.ids import new_run_id
@@ -534,6 +534,9 @@ class PaperDaemon:
             event, received_ns = await events.get()
             if isinstance(event, ExecutionReport):  # a live executor's news
                 await asyncio.to_thread(engine.on_execution, event)
+                continue
+            if isinstance(event, RunEvent):  # a live daemon's own (a halt)
+                await asyncio.to_thread(engine.record_event, event)
                 continue
             if isinstance(event, Opened):
                 # may book fills and flush them: a database call, so off the event loop

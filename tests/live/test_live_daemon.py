@@ -5,6 +5,7 @@ the bars it stored, and a restart rebuilds the portfolio from the stored executi
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 import pytest
@@ -14,6 +15,7 @@ from bot.config import parse_settings
 from bot.core.timeutil import HOUR_MS
 from bot.exchange.server import ExchangeServer
 from bot.live.daemon import LiveDaemon, ReconcileError
+from bot.live.halt import request_halt
 from bot.live.rails import RailLimits
 from bot.store import Store
 from bot.venues.bybit.credentials import Credentials
@@ -140,3 +142,48 @@ async def test_adopt_takes_over_what_the_account_holds_and_records_it(tmp_path):
         with Store(config.store.url) as store:
             assert [d["action"] for d in store.drifts(run_id)] == ["adopted"]
             assert_books_equal(server, adopting, store, run_id)
+
+
+async def wait_until(condition, what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await asyncio.to_thread(condition):
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+async def test_a_halt_by_hand_flattens_from_the_exchange_s_positions_and_survives_restart(
+    tmp_path,
+):
+    config = settings(tmp_path, until_hours=400)
+    async with ExchangeServer(config) as server:
+        daemon = daemon_for(config, server, new_run=True, reconcile_interval_s=0.2)
+        task = asyncio.create_task(daemon.run())
+        store = Store(config.store.url)
+        try:
+            await wait_until(lambda: bool(store.list_runs()) and bool(
+                store.fills(store.list_runs()[0]["id"])), "the run trades")  # fmt: skip
+            run_id = store.list_runs()[0]["id"]
+            assert "flattens and halts" in request_halt(store, run_id, int(time.time() * 1000))
+            await wait_until(
+                lambda: any(e["kind"] == "halted" for e in store.events(run_id)), "it halts"
+            )
+            assert not any(p.size for p in account(server).positions.values())
+            orders = len(account(server).orders)
+            await asyncio.sleep(1.0)  # bars keep closing: a halted run decides no more
+            assert len(account(server).orders) == orders
+            daemon.stop.set()
+            await asyncio.wait_for(task, 120)
+
+            again = daemon_for(config, server, reconcile_interval_s=0.2)
+            task = asyncio.create_task(again.run())
+            await wait_until(lambda: again.engine is not None and again.engine.risk.halted,
+                             "the restarted daemon halts again")  # fmt: skip
+            await asyncio.sleep(1.0)
+            assert len(account(server).orders) == orders
+            again.stop.set()
+            assert await asyncio.wait_for(task, 120) == run_id
+        finally:
+            if not task.done():
+                task.cancel()
+            store.close()
