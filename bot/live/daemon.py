@@ -170,13 +170,20 @@ class LiveDaemon(PaperDaemon):
         self._run_row: _Run | None = None
         self._max_market_qty: dict[str, float] = {}
         self._foreign_seen: list[tuple[str, str]] = []
+        self._private_stop = asyncio.Event()
+        self._private_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
 
     async def run(self) -> str:
         async with TradingRest(self.rest_url, self.credentials, stop=self.interrupted,
                                rng_seed=self.settings.exchange.seed) as trader:  # fmt: skip
             self.trader = trader
-            return await super().run()
+            try:
+                return await super().run()
+            finally:  # a failed start or a fault: the workers and the private stream end too
+                if self.executor is not None:
+                    await self.executor.close(0)
+                await self._stop_private_stream()
 
     # -- hooks -----------------------------------------------------------------------------------
     async def _replay_executor(self, store: Store, run: _Run) -> Executor:
@@ -220,6 +227,7 @@ class LiveDaemon(PaperDaemon):
             self.executor.restore([restored_leg(row) for row in unresolved])
             await self.executor.resolve_restored()
         await self._book_startup_reports()
+        self._start_private_stream()
         await self._record_foreign(store, run)
         mine = {s: float(q) for s, q in zip(self.symbols, engine.portfolio.qty, strict=True)}
         await self._reconcile(store, run, mine, await trader.positions(), at_start=True)
@@ -232,18 +240,47 @@ class LiveDaemon(PaperDaemon):
 
     def _side_tasks(self, store: Store, events: asyncio.Queue) -> list[asyncio.Task]:
         self._events = events
-        assert self.executor is not None and self.trader is not None
+        for report in self._startup_reports:  # what came between going live and now
+            events.put_nowait((report, 0))
+        self._startup_reports = []
+        return [asyncio.create_task(self._reconcile_periodically(store), name="reconcile")]
+
+    def _start_private_stream(self) -> None:
+        """The private stream outlives the public one: at shutdown it still delivers what
+        orders in flight did, until the executor has settled them."""
+        assert self.trader is not None
         self.private = PrivateStream(
             self.private_ws_url, self.credentials, self._private_record, on_gap=self._gap,
             seen=self.seen, epoch_ms=self.trader.now_ms, seed=self.settings.exchange.seed,
             reconnect_initial_s=self.settings.venue.reconnect_initial_s,
             reconnect_max_s=self.settings.venue.reconnect_max_s,
         )  # fmt: skip
-        return [
-            asyncio.create_task(self.executor.run(self.stop), name="executor"),
-            asyncio.create_task(self.private.run(self.stop), name="private-stream"),
-            asyncio.create_task(self._reconcile_periodically(store), name="reconcile"),
-        ]
+        self._private_task = asyncio.create_task(self.private.run(self._private_stop),
+                                                 name="private-stream")  # fmt: skip
+
+    def _step_received(self, received_ns: int) -> None:
+        if self.executor is not None:  # a step without orders leaves none for the next
+            self.executor.trigger_ns = received_ns
+
+    async def _stop_private_stream(self) -> None:
+        self._private_stop.set()
+        if self._private_task is not None:
+            await asyncio.gather(self._private_task, return_exceptions=True)
+
+    async def _shutdown(self, store: Store, run: _Run) -> None:
+        """Let orders in flight settle and book what the exchange reported meanwhile, before
+        the paper daemon's shutdown flushes and hands the run back."""
+        if self.executor is not None:
+            await self.executor.close(2 * self.settle_timeout_s)
+        await self._stop_private_stream()
+        if self._events is not None:
+            while not self._events.empty():
+                event, _ = self._events.get_nowait()
+                if isinstance(event, ExecutionReport):
+                    await asyncio.to_thread(self.engine.on_execution, event)
+                elif isinstance(event, RunEvent):
+                    await asyncio.to_thread(self.engine.record_event, event)
+        await super()._shutdown(store, run)
 
     # -- the executor's news ---------------------------------------------------------------------
     def _emit(self, report: ExecutionReport) -> None:

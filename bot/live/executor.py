@@ -28,6 +28,7 @@ liquidation, ADL) is recorded as a foreign event for the daemon's reconciliation
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -148,13 +149,19 @@ class LiveExecutor:
         self.on_foreign = on_foreign  # (subject, description): the daemon decides what to do
         self.submitted = 0
         self.submitted_ns = 0
-        self.sent_ns = 0  # perf_counter_ns when the last request went out (latency)
+        # latency: perf_counter_ns when the message that closed the step arrived (set by the
+        # daemon), and closing message → first order request of the decision, per decision
+        self.trigger_ns = 0
+        self.send_latency_ns: list[int] = []
         self.counters: Counter[str] = Counter()
         self.blocked: set[str] = set()  # symbols with an order of unknown outcome
         self.foreign: list[str] = []  # what the run did not place (for reconciliation)
         self._legs: dict[str, _LegState] = {}
         self._seen: set[str] = set(seen_exec_ids)
-        self._queue: asyncio.Queue[Order] = asyncio.Queue()
+        self._queues: dict[str, asyncio.Queue[Order]] = {}
+        self._workers: list[asyncio.Task] = []
+        self._outstanding = 0  # orders submitted and not carried out yet
+        self._stamps: dict[str, int] = {}  # engine link id → when its decision's message came
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -165,13 +172,13 @@ class LiveExecutor:
         return []  # orders fill on the exchange, never at a bar's open
 
     def submit(self, orders: list[Order]) -> list[ExecutionReport]:
-        """Queue orders for the worker (safe from any thread); outcomes come as reports."""
+        """Queue orders for the workers (safe from any thread); outcomes come as reports."""
         assert self._loop is not None, "start the executor before submitting"
         self.submitted += len(orders)
         self.submitted_ns = time.perf_counter_ns()
-        for order in orders:
-            self._idle.clear()
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, order)
+        trigger, self.trigger_ns = self.trigger_ns, 0  # the decision's first order carries it
+        for i, order in enumerate(orders):
+            self._loop.call_soon_threadsafe(self._enqueue, order, trigger if i == 0 else 0)
         return []
 
     def on_open(self, start: int, opens, present) -> list[ExecutionReport]:
@@ -180,26 +187,49 @@ class LiveExecutor:
     def on_symbol_open(self, symbol: str, start: int, open_price: float) -> list[ExecutionReport]:
         return []
 
-    # -- the worker ------------------------------------------------------------------------------
+    # -- the workers: one per symbol ---------------------------------------------------------------
     def start(self) -> None:
         """Bind to the running loop (before the engine can submit)."""
         self._loop = asyncio.get_running_loop()
 
+    def _enqueue(self, order: Order, trigger_ns: int) -> None:
+        """On the loop: queue for the symbol's worker, which carries its orders out in turn
+        (a symbol with an unresolved order waits; the others do not)."""
+        self._outstanding += 1
+        self._idle.clear()
+        if trigger_ns:
+            self._stamps[order.link_id] = trigger_ns
+        queue = self._queues.get(order.symbol)
+        if queue is None:
+            queue = self._queues[order.symbol] = asyncio.Queue()
+            self._workers.append(asyncio.get_running_loop().create_task(
+                self._work(queue), name=f"orders-{order.symbol}"))  # fmt: skip
+        queue.put_nowait(order)
+
+    async def _work(self, queue: asyncio.Queue[Order]) -> None:
+        while True:
+            order = await queue.get()
+            try:
+                await self.execute(order)
+            finally:
+                self._outstanding -= 1
+                if not self._outstanding:
+                    self._idle.set()
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Send queued orders one at a time, until ``stop``."""
+        """Let the workers send until ``stop``; then give the orders in flight a moment to
+        settle (what is cut short stays written ahead, for the next start to resolve)."""
         self.start()
-        while not stop.is_set():
-            getter = asyncio.ensure_future(self._queue.get())
-            stopper = asyncio.ensure_future(stop.wait())
-            done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
-                stopper.cancel()
-                return
-            stopper.cancel()
-            await self.execute(getter.result())
-            if self._queue.empty():
-                self._idle.set()
+        await stop.wait()
+        await self.close(self.settle_timeout_s)
+
+    async def close(self, grace_s: float) -> None:
+        """Give orders in flight ``grace_s`` to settle, then stop the workers."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace_s)
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
 
     @property
     def busy(self) -> bool:
@@ -235,9 +265,12 @@ class LiveExecutor:
             self.counters["rail_rejections"] += 1
             await self._rejected(state, "rail", refusal)
             return state
+        request = self._request(leg)
+        stamp = self._stamps.pop(leg.order.link_id, 0)
+        if stamp:
+            self.send_latency_ns.append(time.perf_counter_ns() - stamp)
         try:
-            self.sent_ns = time.perf_counter_ns()
-            ack = await self.venue.create_order(self._request(leg))
+            ack = await self.venue.create_order(request)
         except OrderRejected as exc:
             await self._rejected(state, str(exc.code), exc.reason)
             return state

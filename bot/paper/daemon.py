@@ -313,6 +313,10 @@ class PaperDaemon:
         """After the stored and missed steps are processed, before the stream: nothing for
         paper trading."""
 
+    def _step_received(self, received_ns: int) -> None:
+        """The message that released the step arrived at ``received_ns`` (latency metrics of
+        a live executor, which sends after the step); 0 when no message did."""
+
     def _side_tasks(self, store: Store, events: asyncio.Queue) -> list[asyncio.Task]:
         """Tasks that run beside the stream (a live executor's worker, its private stream)."""
         return []
@@ -641,6 +645,7 @@ class PaperDaemon:
         await self._ensure_funding(rows, store, market)
         engine.record_stale(rows)
         orders = engine.stats.orders
+        self._step_received(received_ns)
         await asyncio.to_thread(engine.process, rows)
         if received_ns and engine.stats.orders != orders:
             self.latencies_ns.append(engine.last_submission_ns - received_ns)

@@ -47,8 +47,9 @@ from bot.store.encoding import dumps
 from bot.store.klines import panel_rows
 from bot.store.writes import Writes
 
-#: The statuses a paper run's orders reach (the live ledger has more: schema.ORDER_STATUSES).
-ORDER_STATUSES = ("New", "Filled", "Cancelled")
+#: The statuses the engine's reports give orders (the live ledger has more, from the exchange:
+#: schema.ORDER_STATUSES); a live rejection reaches the engine as a report too.
+ORDER_STATUSES = ("New", "Filled", "Cancelled", "Rejected")
 
 Batch = list[tuple[BulkStatement, list[tuple]]]
 

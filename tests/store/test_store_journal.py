@@ -220,7 +220,7 @@ def test_cancelled_and_filled_statuses(store: Store, run_id: str) -> None:
         later.link_id: "Cancelled",
     }
     with pytest.raises(ValueError, match="order status"):
-        journal.record_orders([stale], status="Rejected")
+        journal.record_orders([stale], status="Exploded")
 
 
 def test_nothing_is_written_before_flush(store: Store, run_id: str) -> None:
