@@ -82,7 +82,9 @@ def assert_books_equal(server: ExchangeServer, daemon: LiveDaemon, store: Store,
 @pytest.mark.slow
 async def test_a_live_run_trades_the_account_and_equals_its_backtest(tmp_path):
     config = settings(tmp_path, lost_response_probability=0.1, ws_drop_probability=0.1,
-                      error_after_probability=0.1, ioc_partial_probability=0.1)  # fmt: skip
+                      error_after_probability=0.1, ioc_partial_probability=0.1,
+                      async_reject_probability=0.1,
+                      insufficient_balance_probability=0.1)  # fmt: skip
     async with ExchangeServer(config) as server:
         daemon = daemon_for(config, server, new_run=True)
         run_id = await asyncio.wait_for(daemon.run(), 300)
@@ -91,6 +93,8 @@ async def test_a_live_run_trades_the_account_and_equals_its_backtest(tmp_path):
             assert len(store.decisions(run_id)) >= 15
             assert len(account(server).orders) >= 10  # it traded
             assert_books_equal(server, daemon, store, run_id)
+            statuses = Counter(o["status"] for o in store.order_ledger(run_id))
+            assert statuses["Rejected"] >= 1 and daemon.engine.stats.rejected >= 1
             per_leg = Counter(
                 (o["decision_time"], o["symbol"], o["leg"]) for o in store.order_ledger(run_id)
                 if o["attempt"] == 0
