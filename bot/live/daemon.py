@@ -47,10 +47,12 @@ from bot.venues.bybit.gap_fill import SeenExecutions, fetch_missed_executions
 from bot.venues.bybit.private_records import Execution, OrderUpdate, Position
 from bot.venues.bybit.private_rest import TradingRest
 from bot.venues.bybit.private_stream import PrivateStream
+from bot.venues.bybit.rest_protocol import BybitError
 
 log = logging.getLogger("bot.live")
 
-ADOPT_EXEC_TYPE = "Adopt"  # a position taken over from the account (``--adopt``)
+ADOPT_EXEC_TYPE = "Adopt"
+CATCH_UP_ATTEMPTS = 5  # a position taken over from the account (``--adopt``)
 
 
 class ReconcileError(StartupError):
@@ -308,7 +310,15 @@ class LiveDaemon(PaperDaemon):
     async def _catch_up_executions(self, store: Store, run: _Run) -> None:
         last = await asyncio.to_thread(store.last_execution, run.run_id)
         since = last.time if last is not None else run.data_start
-        missed = await fetch_missed_executions(self.trader, since, self.seen)
+        for attempt in range(CATCH_UP_ATTEMPTS):  # the client retried already; so do we
+            try:
+                missed = await fetch_missed_executions(self.trader, since, self.seen)
+                break
+            except BybitError as exc:
+                if attempt == CATCH_UP_ATTEMPTS - 1:
+                    raise
+                log.warning("fetching missed executions failed (%s); trying again", exc)
+                await asyncio.sleep(0.5 * 2**attempt)
         for execution in missed:
             self.executor.on_execution(execution)
         if missed:

@@ -25,14 +25,24 @@ START = 1_706_745_600_000 + 30 * 24 * HOUR_MS
 KEY, SECRET = "daemonTESTkey01", "daemonTESTsecret01"
 
 
-def settings(tmp_path, port: int = 0, until_hours: int = 24, **private_faults):
-    momentum = {"name": "momentum", "params": {"lookback": 6, "top": 1, "rebalance": "bar"}}
+MOMENTUM = {"name": "momentum", "params": {"lookback": 6, "top": 1, "rebalance": "bar"}}
+
+
+def settings(
+    tmp_path,
+    port: int = 0,
+    until_hours: int = 24,
+    strategy: dict = MOMENTUM,
+    bars: int = 24 * 90,
+    seconds_per_bar: float = 0.2,
+    **private_faults,
+):
     return parse_settings(
         {
             "engine": {"symbols": SYMBOLS, "interval": "1h", "grace_ms": 5000},
-            "data": {"source": "synthetic", "synthetic_bars": 24 * 90, "synthetic_seed": 3,
+            "data": {"source": "synthetic", "synthetic_bars": bars, "synthetic_seed": 3,
                      "funding": False},
-            "strategies": [momentum],
+            "strategies": [strategy],
             "portfolio": {"initial_cash": 10_000.0},
             "instruments": {s: {"qty_step": 0.01, "tick_size": 0.01} for s in SYMBOLS},
             "store": {"url": f"sqlite:///{tmp_path / 'bot.db'}"},
@@ -40,7 +50,7 @@ def settings(tmp_path, port: int = 0, until_hours: int = 24, **private_faults):
                       "request_timeout_s": 5.0, "max_retries": 2},
             "paper": {"heartbeat_s": 5.0, "until": str(START + until_hours * HOUR_MS)},
             "exchange": {
-                "port": port, "speed": 3600 / 0.2, "source": "synthetic", "seed": 4,
+                "port": port, "speed": 3600 / seconds_per_bar, "source": "synthetic", "seed": 4,
                 "start": str(START),
                 "accounts": [{"name": "bot", "api_key": KEY, "api_secret": SECRET,
                               "balance": 100_000.0}],

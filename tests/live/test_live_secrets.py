@@ -48,6 +48,7 @@ async def test_keys_leak_nowhere_in_logs_output_errors_or_the_database(
     tmp_path: Path, caplog, capfd
 ):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="bot")  # a CLI test may have left "bot" at INFO
     config = settings(tmp_path, until_hours=8, lost_response_probability=0.2)
     accounts = [{"name": "bot", "api_key": MARKER_KEY, "api_secret": MARKER_SECRET,
                  "balance": 100_000.0}]  # fmt: skip

@@ -55,6 +55,7 @@ async def exercise(url: str, credentials: Credentials, errors: list[BaseExceptio
 
 async def test_no_secret_in_logs_or_exceptions_at_debug(caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="bot")  # a CLI test may have left "bot" at INFO
     errors: list[BaseException] = []
     # 1. the server knows another secret: every call is a 10004 echoing the origin string
     wrong = FakePrivateBybit(keys={KEY: "the-servers-idea-of-the-secret"})
