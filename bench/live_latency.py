@@ -126,6 +126,19 @@ async def run_daemon(config: Settings, stop_when, sample=None) -> PaperDaemon:
     return daemon
 
 
+def summary(samples_ns: list[int], wall: float) -> dict:
+    """Percentiles of one phase's latency samples, in milliseconds, with its wall time."""
+    samples = np.array(samples_ns) / 1e6
+    return {
+        "decisions": len(samples),
+        "p50_ms": float(np.percentile(samples, 50)),
+        "p90_ms": float(np.percentile(samples, 90)),
+        "p99_ms": float(np.percentile(samples, 99)),
+        "max_ms": float(samples.max()),
+        "wall_s": wall,
+    }
+
+
 def latency_phase(data: Path, decisions: int, seconds_per_bar: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -145,15 +158,7 @@ def latency_phase(data: Path, decisions: int, seconds_per_bar: float) -> dict:
             wall = time.perf_counter() - started
         finally:
             stop(exchange)
-    samples = np.array(daemon.latencies_ns) / 1e6
-    return {
-        "decisions": len(samples),
-        "p50_ms": float(np.percentile(samples, 50)),
-        "p90_ms": float(np.percentile(samples, 90)),
-        "p99_ms": float(np.percentile(samples, 99)),
-        "max_ms": float(samples.max()),
-        "wall_s": wall,
-    }
+    return summary(daemon.latencies_ns, wall)
 
 
 def live_phase(data: Path, decisions: int, seconds_per_bar: float) -> dict:
@@ -195,15 +200,7 @@ def live_phase(data: Path, decisions: int, seconds_per_bar: float) -> dict:
             wall = time.perf_counter() - started
         finally:
             stop(exchange)
-    samples = np.array(daemon.executor.send_latency_ns) / 1e6
-    return {
-        "decisions": len(samples),
-        "p50_ms": float(np.percentile(samples, 50)),
-        "p90_ms": float(np.percentile(samples, 90)),
-        "p99_ms": float(np.percentile(samples, 99)),
-        "max_ms": float(samples.max()),
-        "wall_s": wall,
-    }
+    return summary(daemon.executor.send_latency_ns, wall)
 
 
 def soak_phase(data: Path, messages: int, seconds_per_bar: float) -> dict:
