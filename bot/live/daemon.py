@@ -106,10 +106,12 @@ class StoreLedger:
         now: int,
         reject_code: str | None = None,
         reject_reason: str | None = None,
+        order_id: str | None = None,
     ) -> None:
+        if update is not None:
+            order_id = update.order_id or order_id
         self.store.update_order(
-            link_id, status=status,
-            order_id=(update.order_id or None) if update else None,
+            link_id, status=status, order_id=order_id or None,
             cum_exec_qty=update.cum_exec_qty if update else None,
             avg_price=(update.avg_price or None) if update else None,
             reject_code=reject_code, reject_reason=reject_reason, updated_at=now,

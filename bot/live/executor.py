@@ -92,7 +92,10 @@ class Ledger(Protocol):
         now: int,
         reject_code: str | None = None,
         reject_reason: str | None = None,
-    ) -> None: ...
+        order_id: str | None = None,
+    ) -> None:
+        """Move an order's row forward; `order_id` names the exchange's id when an
+        acknowledgement carries it before any order update does."""
 
 
 @dataclass
@@ -307,16 +310,8 @@ class LiveExecutor:
     async def _acknowledged(self, state: _LegState, ack: OrderAck) -> None:
         self._advance(state, "New")
         self._report(state, ACCEPTED)  # before the ledger write: executions may follow at once
-        update = OrderUpdate(
-            order_id=ack.order_id, link_id=ack.link_id, symbol=state.leg.symbol,
-            side=state.leg.side, order_type="Market", qty=abs(state.leg.qty), price=0.0,
-            avg_price=0.0, cum_exec_qty=0.0, cum_exec_value=0.0, cum_exec_fee=0.0,
-            leaves_qty=abs(state.leg.qty), status="New", reject_reason="",
-            reduce_only=state.leg.reduce_only, time_in_force="IOC", position_idx=0,
-            category="linear", created_ms=self.wall_ms(), updated_ms=self.wall_ms(),
-        )  # fmt: skip
-        await asyncio.to_thread(self.ledger.update, state.leg.link_id, update, status="New",
-                                now=self.wall_ms())  # fmt: skip
+        await asyncio.to_thread(self.ledger.update, state.leg.link_id, None, status="New",
+                                now=self.wall_ms(), order_id=ack.order_id)  # fmt: skip
 
     async def _rejected(self, state: _LegState, code: str, reason: str) -> None:
         self._advance(state, "Rejected")

@@ -110,7 +110,8 @@ class MemoryLedger:
         self.intents.append(leg.link_id)
         self.status[leg.link_id] = "Unknown"
 
-    def update(self, link_id, update, *, status, now, reject_code=None, reject_reason=None):
+    def update(self, link_id, update, *, status, now, reject_code=None, reject_reason=None,
+               order_id=None):  # fmt: skip
         self.status[link_id] = status
         self.codes[link_id] = reject_code
 

@@ -85,8 +85,12 @@ def assert_books_equal(server: ExchangeServer, daemon: LiveDaemon, store: Store,
     assert Counter(stored) == Counter(e.exec_id for e in acct.executions)  # each once
     links = [o.link_id for o in acct.orders.values() if o.link_id]  # manual: none
     assert len(links) == len(set(links))
-    ledger = {row["order_link_id"] for row in store.order_ledger(run_id)}
-    assert set(links) <= ledger
+    ledger = {row["order_link_id"]: row["order_id"] for row in store.order_ledger(run_id)}
+    assert set(links) <= set(ledger)
+    # every order the exchange took is filed under the exchange's own id
+    assert {o.link_id: o.order_id for o in acct.orders.values() if o.link_id} == {
+        link: ledger[link] for link in links
+    }
 
 
 @pytest.mark.slow
