@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -340,6 +341,67 @@ class ExchangeConfig(_Section):
         return self
 
 
+#: What ``--mainnet`` must be given (on top of ``--confirm``) before real money is traded
+#: without ``live.allow_mainnet`` in the config.
+MAINNET_TOKEN = "I-UNDERSTAND"
+#: Names a setting may not have in ``[live]``: credentials come from the environment only.
+_CREDENTIAL_WORDS = ("key", "secret", "password", "token", "passphrase")
+
+
+class LiveConfig(_Section):
+    """``bot live``: which Bybit account it trades, where its keys come from, and the hard
+    limits every order is checked against before it is sent.
+
+    The keys themselves are never configured here (the file may be committed, copied into a
+    report or stored with the run); ``key_env`` and ``secret_env`` only *name* the environment
+    variables that hold them."""
+
+    target: Literal["mainnet", "testnet", "demo", "local"] = "testnet"
+    # mainnet also needs this (or ``--mainnet I-UNDERSTAND``) besides ``--confirm``
+    allow_mainnet: bool = False
+    key_env: str = "BYBIT_API_KEY"
+    secret_env: str = "BYBIT_API_SECRET"
+    # rails, in USDT; unset: derived from portfolio.initial_cash and risk.max_weight (set them
+    # for a long run: they do not grow with the account)
+    max_order_notional: float | None = Field(None, gt=0, le=MAX_CASH)
+    max_position_notional: float | None = Field(None, gt=0, le=MAX_CASH)
+    max_orders_per_minute: int = Field(60, ge=1, le=600)  # Bybit allows 10 per second
+    # an order of unknown outcome may be sent again (same orderLinkId) only this soon after the
+    # first attempt; later, the symbol stays blocked until the exchange says what happened
+    resend_window_s: float = Field(10.0, ge=0, le=MAX_WAIT_S)
+    # how long a sent order may stay silent on the private stream before it is looked up
+    settle_timeout_s: float = Field(5.0, gt=0, le=MAX_WAIT_S)
+    # positions and wallet compared with the exchange's this often
+    reconcile_interval_s: float = Field(60.0, gt=0, le=MAX_WAIT_S)
+
+    @field_validator("key_env", "secret_env")
+    @classmethod
+    def _variable_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,127}", value):
+            raise ValueError(
+                "must be the name of an environment variable (upper-case letters, digits and "
+                "_), not the key itself"
+            )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            named = sorted(
+                k for k in data
+                if isinstance(k, str) and k not in cls.model_fields
+                and any(w in k.lower() for w in _CREDENTIAL_WORDS)
+            )  # fmt: skip
+            if named:
+                raise ValueError(
+                    f"'{named[0]}' does not belong in a config file: API keys and secrets are "
+                    "read from the environment only (live.key_env and live.secret_env name "
+                    "the variables; BYBIT_API_KEY and BYBIT_API_SECRET by default)"
+                )
+        return data
+
+
 class StrategyConfig(_Section):
     name: str
     allocation: float = Field(1.0, gt=0, le=MAX_LEVERAGE)
@@ -401,6 +463,7 @@ class Settings(_Section):
     venue: VenueConfig = VenueConfig()
     paper: PaperConfig = PaperConfig()
     exchange: ExchangeConfig = ExchangeConfig()
+    live: LiveConfig = LiveConfig()
     strategies: list[StrategyConfig] = Field(min_length=1)
     instruments: dict[str, InstrumentConfig] = Field(default_factory=dict)
     train: TrainSettings = TrainSettings()
@@ -474,8 +537,13 @@ def _origin(key: str, flags: Mapping[str, str]) -> str | None:
     return flags[max(owners, key=len)] if owners else None
 
 
+#: Settings whose rejected value is not echoed: a key pasted where its variable's name belongs
+#: must not end up on the terminal or in a log.
+_UNSHOWN_KEYS = ("live.key_env", "live.secret_env")
+
+
 def _shown(key: str, got: Any) -> str:
-    if isinstance(got, dict | list):
+    if isinstance(got, dict | list) or key in _UNSHOWN_KEYS:
         return ""
     if key in _SECRET_KEYS and isinstance(got, str):
         return f" (got {redact_url(got)!r})"

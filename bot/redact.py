@@ -93,6 +93,8 @@ _BEARER = re.compile(r"(?i)(\bbearer\s+)([A-Za-z0-9._~+/\-]+=*)")
 def is_secret_key(name: str) -> bool:
     """Whether a parameter called ``name`` holds a credential. Deliberately broad: masking a
     harmless ``sslkey`` path costs a little readability, missing a ``X-Api-Key`` costs the key."""
+    if name.lower().endswith("_env"):  # live.key_env: the *name* of the variable with the key
+        return False
     compact = re.sub(r"[^a-z0-9]", "", name.lower())
     if any(fragment in compact for fragment in _SECRET_FRAGMENTS):
         return True
