@@ -13,6 +13,7 @@ from bot.cli import (
     data_cmd,
     exchange_cmd,
     explain_cmd,
+    live_cmd,
     models_cmd,
     paper_cmd,
     runs_cmd,
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_cmd.register(commands)
     runs_cmd.register(commands)
     paper_cmd.register(commands)
+    live_cmd.register(commands)
     exchange_cmd.register(commands)
     train_cmd.register(commands)
     models_cmd.register(commands)

@@ -33,12 +33,12 @@ from bot.config import Settings
 from bot.core.engine import Engine
 from bot.core.events import FILLED, FUNDING, ExecutionReport, Fill, Order, RunEvent
 from bot.core.execution import Executor
-from bot.core.ids import order_link_id
 from bot.core.instruments import InstrumentSpec
 from bot.core.market_data import MarketData
 from bot.live.executor import LiveExecutor
-from bot.live.halt import halt_requested
+from bot.live.halt import halt_requested, kill_switch
 from bot.live.legs import Leg
+from bot.live.preflight import AccountSnapshot, preflight
 from bot.live.rails import RailLimits, Rails
 from bot.paper.daemon import PaperDaemon, StartupError, _Run
 from bot.store import Store
@@ -164,6 +164,7 @@ class LiveDaemon(PaperDaemon):
         self.settle_timeout_s = settle_timeout_s
         self.reconcile_interval_s = reconcile_interval_s
         self.trader: TradingRest | None = None
+        self.account: AccountSnapshot | None = None  # as preflight found it
         self.executor: LiveExecutor | None = None
         self.private: PrivateStream | None = None
         self.seen = SeenExecutions()
@@ -183,6 +184,10 @@ class LiveDaemon(PaperDaemon):
                                rng_seed=self.settings.exchange.seed) as trader:  # fmt: skip
             self.trader = trader
             try:
+                # before the run is opened or leased: a key or account the bot must not trade
+                # with stops it here, having only read
+                self.account = await preflight(trader, self.symbols, trading=True,
+                                               target=self.settings.live.target)  # fmt: skip
                 return await super().run()
             finally:  # a failed start or a fault: the workers and the private stream end too
                 if self.executor is not None:
@@ -344,13 +349,8 @@ class LiveDaemon(PaperDaemon):
         log.warning("halting live run %s: %s; closing its positions", run.run_id, reason)
         await executor.drained()
         now = int(time.time() * 1000)
-        held = {p.symbol: p.size for p in await self.trader.positions() if p.symbol in self.symbols}
-        orders = [Order(order_link_id(run.run_id, now, symbol), symbol, -size, now, "halt")
-                  for symbol, size in held.items() if size]  # fmt: skip
-        for order in orders:
-            await executor.execute(order)
-        detail = {"reason": reason, "flatten_orders": [o.link_id for o in orders]}
-        self._emit_event(RunEvent(now, "halted", detail))
+        done = await kill_switch(self.trader, executor.execute, run.run_id, self.symbols, now)
+        self._emit_event(RunEvent(now, "halted", {"reason": reason, **done}))
 
     def _emit_event(self, event: RunEvent) -> None:
         """A run event, recorded by the engine on the consumer's side (never beside a step)."""

@@ -110,8 +110,14 @@ def order_body(request: OrderRequest, category: str) -> dict[str, Any]:
     return body
 
 
-def cancel_body(symbol: str, link_id: str, category: str) -> dict[str, Any]:
-    if not LINK_ID.fullmatch(link_id):
+def cancel_body(
+    symbol: str, link_id: str | None, category: str, order_id: str | None = None
+) -> dict[str, Any]:
+    """By ``orderLinkId`` (the bot's orders), or by ``orderId`` (any order: the kill switch
+    cancels manual ones too, which may have no link id)."""
+    if order_id:
+        return {"category": category, "symbol": symbol, "orderId": order_id}
+    if not link_id or not LINK_ID.fullmatch(link_id):
         raise ValueError(f"orderLinkId must be 1-36 of [A-Za-z0-9_-], not {link_id!r}")
     return {"category": category, "symbol": symbol, "orderLinkId": link_id}
 

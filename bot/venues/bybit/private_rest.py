@@ -464,11 +464,13 @@ class TradingRest(PrivateRest):
             raise OutcomeUnknown(request.link_id, "acknowledged without an orderId") from None
         return OrderAck(ack.order_id, ack.link_id or request.link_id)
 
-    async def cancel_order(self, symbol: str, link_id: str) -> OrderAck | None:
-        """Cancel the order ``link_id``. None when Bybit has no open order by that id
-        (110001: never placed, or already filled or cancelled: look it up). A cancel may be
-        repeated safely, so it is retried like a read."""
-        body = cancel_body(symbol, link_id, self.category)
+    async def cancel_order(
+        self, symbol: str, link_id: str | None = None, *, order_id: str | None = None
+    ) -> OrderAck | None:
+        """Cancel the order ``link_id`` (or, given, ``order_id``). None when Bybit has no open
+        order by that id (110001: never placed, or already filled or cancelled: look it up).
+        A cancel may be repeated safely, so it is retried like a read."""
+        body = cancel_body(symbol, link_id, self.category, order_id)
         try:
             envelope = await self._signed("POST", "/v5/order/cancel", body)
         except BybitAPIError as exc:
