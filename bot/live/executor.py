@@ -106,6 +106,8 @@ class _LegState:
     cum_exec_qty: float = 0.0  # what the exchange says was executed
     booked_qty: float = 0.0  # what executions we booked add up to
     reported: set[str] = field(default_factory=set)  # report kinds already emitted
+    # why the exchange refused a re-send of it (code, reason): no proof the first send failed
+    refused_resend: tuple[str, str] | None = None
     final: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -431,8 +433,9 @@ class LiveExecutor:
         log.error("%s: %s executed %g but executions of only %g were found", state.leg.symbol,
                   state.leg.link_id, state.cum_exec_qty, state.booked_qty)  # fmt: skip
 
-    async def _lookup(self, leg: Leg) -> OrderUpdate | None:
-        """The order by its link id: open/recent orders first, then the history."""
+    async def _lookup(self, leg: Leg) -> tuple[bool, OrderUpdate | None]:
+        """(whether the exchange answered, the order by its link id): open/recent orders
+        first, then the history. A failed look-up says nothing about the order."""
         try:
             found = await self.venue.order_by_link_id(leg.symbol, leg.link_id)
             if found is None:
@@ -440,24 +443,33 @@ class LiveExecutor:
                 found = next((o for o in history if o.link_id == leg.link_id), None)
         except BybitError as exc:
             log.warning("%s: looking up %s failed (%s)", leg.symbol, leg.link_id, exc)
-            return None
-        return found
+            return False, None
+        return True, found
 
     async def _resolve(self, state: _LegState) -> None:
-        """Find out what became of a leg; the symbol is blocked meanwhile."""
+        """Find out what became of a leg; the symbol is blocked meanwhile.
+
+        Only an answered look-up that finds nothing allows a re-send (same ``orderLinkId``,
+        within the window). A refused re-send is not taken as the answer either: the first
+        send may still surface (a late acceptance), so look-ups go on until the window closes;
+        an order no look-up found by then, whose re-send was refused, never existed."""
         leg = state.leg
         self.blocked.add(leg.symbol)
         try:
             attempt = 0
             while state.status not in ("Filled", "Cancelled", "Rejected"):
-                found = await self._lookup(leg)
+                answered, found = await self._lookup(leg)
+                unknown = answered and found is None and state.status == "Unknown"
                 if found is not None:
                     await self.on_order(found)
                     if found.is_final:
                         break
-                elif state.status == "Unknown" and self._may_resend(state):
-                    if await self._resend(state):
+                elif unknown and self._may_resend(state):
+                    if state.refused_resend is None and await self._resend(state):
                         break
+                elif unknown and state.refused_resend is not None:
+                    await self._rejected(state, *state.refused_resend)
+                    break
                 elif attempt % 20 == 19:
                     log.error("%s: order %s still unresolved; %s stays blocked", leg.symbol,
                               leg.link_id, leg.symbol)  # fmt: skip
@@ -480,8 +492,11 @@ class LiveExecutor:
             self._advance(state, "New")  # it exists: its state comes from the look-ups
             return False
         except OrderRejected as exc:
-            await self._rejected(state, str(exc.code), exc.reason)
-            return True
+            log.warning("%s: the re-send of %s was refused (%s); looking it up until the "
+                        "re-send window closes", state.leg.symbol, state.leg.link_id,
+                        exc)  # fmt: skip
+            state.refused_resend = (str(exc.code), exc.reason)
+            return False
         except OutcomeUnknown:
             return False
         await self._acknowledged(state, ack)

@@ -18,6 +18,7 @@ from bot.live.rails import RailLimits, Rails
 from bot.venues.bybit.private_errors import DuplicateOrderLinkId, OrderRejected, OutcomeUnknown
 from bot.venues.bybit.private_protocol import OrderRequest
 from bot.venues.bybit.private_records import Execution, OrderAck, OrderUpdate
+from bot.venues.bybit.rest_protocol import BybitHTTPError
 
 SPEC = InstrumentSpec("BTCUSDT", qty_step=0.001, min_order_qty=0.001)
 PRICE = 50_000.0
@@ -54,6 +55,7 @@ class ScriptedExchange:
     hidden: set[str] = field(default_factory=set)  # accepted, not yet visible to look-ups
     creates: Counter = field(default_factory=Counter)  # create calls per link id
     placed: Counter = field(default_factory=Counter)  # orders that really exist per link id
+    lookup_errors: int = 0  # so many look-ups fail before they answer
     executor: LiveExecutor | None = None
     tasks: list = field(default_factory=list)
 
@@ -87,6 +89,9 @@ class ScriptedExchange:
         self.tasks.append(asyncio.ensure_future(self.executor.on_order(self.orders[link])))
 
     async def order_by_link_id(self, symbol: str, link_id: str) -> OrderUpdate | None:
+        if self.lookup_errors:
+            self.lookup_errors -= 1
+            raise BybitHTTPError(503, "Service Unavailable", "/v5/order/realtime")
         if link_id in self.hidden:
             self.hidden.discard(link_id)  # visible from the next look-up on
             return None
@@ -175,6 +180,37 @@ async def test_an_order_that_never_arrived_is_re_sent_with_the_same_id():
     (link,) = ledger.intents
     assert exchange.creates[link] == 2 and exchange.placed[link] == 1
     assert ledger.status[link] == "Filled" and executor.positions["BTCUSDT"] == 0.5
+
+
+async def test_a_failed_look_up_is_no_reason_to_send_again():
+    exchange = ScriptedExchange(faults=["lost"], stream_live=False, lookup_errors=3)
+    executor, ledger, _reports = executor_for(exchange, settle_timeout_s=0.01)
+    await run_order(executor, 0.5)
+    (link,) = ledger.intents
+    assert exchange.creates[link] == 1  # the look-up was asked again, nothing re-sent
+    assert ledger.status[link] == "Filled" and executor.positions["BTCUSDT"] == 0.5
+
+
+async def test_a_refused_re_send_does_not_hide_a_late_acceptance():
+    # placed, answer lost, invisible to the first look-up; the re-send is refused (the
+    # exchange validates before it sees the duplicate id): the order is still the truth
+    exchange = ScriptedExchange(faults=["late", "reject"], stream_live=False)
+    executor, ledger, reports = executor_for(exchange, settle_timeout_s=0.01)
+    await run_order(executor, 0.5)
+    (link,) = ledger.intents
+    assert exchange.creates[link] == 2 and exchange.placed[link] == 1
+    assert ledger.status[link] == "Filled" and executor.positions["BTCUSDT"] == 0.5
+    assert REJECTED not in kinds(reports) and kinds(reports).count(FILLED) == 1
+
+
+async def test_an_order_never_found_whose_re_send_was_refused_is_rejected_after_the_window():
+    exchange = ScriptedExchange(faults=["unknown-before", "reject"])
+    executor, ledger, reports = executor_for(exchange, resend_window_s=0.05)
+    await run_order(executor, 0.5)
+    (link,) = ledger.intents
+    assert exchange.creates[link] == 2 and not exchange.placed
+    assert ledger.status[link] == "Rejected" and ledger.codes[link] == "110007"
+    assert kinds(reports) == [REJECTED] and "BTCUSDT" not in executor.blocked
 
 
 async def test_past_the_resend_window_an_unfound_order_keeps_its_symbol_blocked():
