@@ -215,6 +215,7 @@ class LiveDaemon(PaperDaemon):
         specs = dict(zip(engine.portfolio.symbols, engine.portfolio.specs, strict=True))
         # the run's books; executions it has not seen yet are added as they are booked
         booked = {s: float(q) for s, q in zip(self.symbols, engine.portfolio.qty, strict=True)}
+        orders = await asyncio.to_thread(store.order_ledger, run.run_id)
         self.executor = LiveExecutor(
             run_id=run.run_id, specs=specs,
             max_market_qty={s: self._max_market_qty.get(s, math.inf) for s in self.symbols},
@@ -223,17 +224,19 @@ class LiveDaemon(PaperDaemon):
             emit=self._emit, rails=Rails(self.rail_limits), price_of=self._price,
             positions=booked,
             seen_exec_ids=[f.exec_id for f in self._fills],
+            known_link_ids=[row["order_link_id"] for row in orders],
             resend_window_s=self.resend_window_s, settle_timeout_s=self.settle_timeout_s,
             on_foreign=self._foreign,
         )  # fmt: skip
         self.executor.start()
-        # what happened while down: executions first (they explain positions), then orders
-        # written ahead but never seen to settle
-        await self._catch_up_executions(store, run)
+        # what happened while down: the orders written ahead but never seen to settle are
+        # restored first, so that the executions then fetched (they explain positions) are
+        # booked against them, not taken for foreign ones; then those orders are resolved
         unresolved = await asyncio.to_thread(store.unresolved_orders, run.run_id)
+        self.executor.restore([restored_leg(row) for row in unresolved])
+        await self._catch_up_executions(store, run)
         if unresolved:
             log.warning("resolving %d orders of unknown outcome before trading", len(unresolved))
-            self.executor.restore([restored_leg(row) for row in unresolved])
             await self.executor.resolve_restored()
         await self._book_startup_reports()
         self._start_private_stream()

@@ -132,6 +132,7 @@ class LiveExecutor:
         price_of: Callable[[str], float],
         positions: Mapping[str, float] | None = None,
         seen_exec_ids: Iterable[str] = (),
+        known_link_ids: Iterable[str] = (),
         resend_window_s: float = 10.0,
         settle_timeout_s: float = 5.0,
         retry_pause_s: float = 0.2,
@@ -163,6 +164,9 @@ class LiveExecutor:
         self.foreign: list[str] = []  # what the run did not place (for reconciliation)
         self._legs: dict[str, _LegState] = {}
         self._seen: set[str] = set(seen_exec_ids)
+        # the run's orders from earlier processes (its order ledger): their executions and
+        # updates are the run's, not foreign, even once no leg state is kept for them
+        self._known: set[str] = set(known_link_ids)
         self._queues: dict[str, asyncio.Queue[Order]] = {}
         self._workers: list[asyncio.Task] = []
         self._outstanding = 0  # orders submitted and not carried out yet
@@ -339,6 +343,8 @@ class LiveExecutor:
         """An order's state, from the ``order`` topic or a look-up."""
         state = self._legs.get(update.link_id)
         if state is None:
+            if update.link_id in self._known:
+                return  # a late word on an order an earlier process settled
             self._foreign(f"order:{update.order_id}", f"order {update.order_id} "
                           f"({update.link_id or 'no link id'}) on {update.symbol}")  # fmt: skip
             return
@@ -384,8 +390,10 @@ class LiveExecutor:
                     execution.exec_type, -signed * execution.price - execution.fee)  # fmt: skip
         state = self._legs.get(execution.link_id)
         if state is None:
-            self._foreign(f"execution:{execution.exec_id}", f"{execution.exec_type} execution "
-                          f"{execution.exec_id} of {signed:+g} {execution.symbol}")  # fmt: skip
+            if execution.link_id not in self._known:
+                self._foreign(f"execution:{execution.exec_id}", f"{execution.exec_type} "
+                              f"execution {execution.exec_id} of {signed:+g} "
+                              f"{execution.symbol}")  # fmt: skip
             self.emit(ExecutionReport(FILLED, execution.symbol, execution.time_ms, fill=fill))
             return
         self._report(state, ACCEPTED)  # an execution may overtake the acknowledgement
