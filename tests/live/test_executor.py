@@ -5,6 +5,7 @@ recorded and nothing else is sent for a symbol while one of its orders is unreso
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -205,7 +206,10 @@ async def test_a_refused_re_send_does_not_hide_a_late_acceptance():
 
 async def test_an_order_never_found_whose_re_send_was_refused_is_rejected_after_the_window():
     exchange = ScriptedExchange(faults=["unknown-before", "reject"])
-    executor, ledger, reports = executor_for(exchange, resend_window_s=0.05)
+    ticks = itertools.count(1_000)  # 1 ms a read: the re-send falls inside the window and
+    # the window closes after a few dozen look-ups, however fast or slow the machine
+    executor, ledger, reports = executor_for(exchange, resend_window_s=0.05,
+                                             wall_ms=lambda: next(ticks))  # fmt: skip
     await run_order(executor, 0.5)
     (link,) = ledger.intents
     assert exchange.creates[link] == 2 and not exchange.placed
@@ -215,7 +219,10 @@ async def test_an_order_never_found_whose_re_send_was_refused_is_rejected_after_
 
 async def test_past_the_resend_window_an_unfound_order_keeps_its_symbol_blocked():
     exchange = ScriptedExchange(faults=["unknown-before"])
-    executor, _ledger, _ = executor_for(exchange, resend_window_s=0.0)
+    ticks = itertools.count(1_000)  # a clock that moves on at every read: the window of
+    # 0 s has closed by the first look-up however fast the machine runs
+    executor, _ledger, _ = executor_for(exchange, resend_window_s=0.0,
+                                        wall_ms=lambda: next(ticks))  # fmt: skip
     task = asyncio.create_task(run_order(executor, 0.5))
     deadline = asyncio.get_running_loop().time() + 30
     while "BTCUSDT" not in executor.blocked:
