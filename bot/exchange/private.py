@@ -423,11 +423,20 @@ class PrivateExchange:
 
     # -- the operator's hand ---------------------------------------------------------------------
     def manual_order(
-        self, name: str, symbol: str, side: str, qty: Decimal | None = None, at: int | None = None
+        self,
+        name: str,
+        symbol: str,
+        side: str,
+        qty: Decimal | None = None,
+        at: int | None = None,
+        *,
+        resting: bool = False,
     ) -> Order:
         """A market order placed on ``name``'s account by someone else (a person on the
         website): no orderLinkId, no checks but the quantity grid. Without ``qty``: about
-        ``manual_order_notional`` USDT, at least the minimum order."""
+        ``manual_order_notional`` USDT, at least the minimum order. ``resting``: a GTC limit
+        order at half (a buy) or twice (a sell) the mark instead, left open — this exchange
+        matches no resting orders, and that far from the market none would fill."""
         member = self.members[name]
         now = self.clock.now() if at is None else at
         marks = self.marks(now)
@@ -437,9 +446,14 @@ class PrivateExchange:
             qty = max(truncate(target / mark, rules.qty_step), rules.min_qty)
         qty = max(truncate(qty, rules.qty_step), rules.qty_step)
         idx = 0 if not member.account.hedge else (1 if side == "Buy" else 2)
-        req = OrderRequest(symbol, side, "Market", qty, None, "IOC", "", False, idx)
+        if resting:
+            price = truncate(mark * (Decimal("0.5") if side == "Buy" else 2), rules.tick)
+            req = OrderRequest(symbol, side, "Limit", qty, price, "GTC", "", False, idx)
+        else:
+            req = OrderRequest(symbol, side, "Market", qty, None, "IOC", "", False, idx)
         order, pushes = member.account.accept(req, qty, rules, mark, now)
-        pushes += member.account.execute(order, mark, now, marks)
+        if not resting:
+            pushes += member.account.execute(order, mark, now, marks)
         self._emit(member, pushes, now)
         return order
 
