@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from alembic.util.exc import CommandError
 from sqlalchemy.engine import Connection, Engine, Row
 
+from bot.core.events import RunEvent
 from bot.redact import redact_url
 from bot.store import lease, ledger, migrate, schema
 from bot.store.bulk import insert_ignoring
@@ -656,16 +657,36 @@ class Store:
         ``time`` is kept once. True if it is new."""
         row = ledger.drift_event(run_id, time=time, subject=subject, store=store,
                                  exchange=exchange, action=action)  # fmt: skip
+        return self._record_event_now(row, lease_owner, lease_ttl_s, "recording a drift")
+
+    def record_event_now(
+        self,
+        run_id: str,
+        event: RunEvent,
+        *,
+        lease_owner: str,
+        lease_ttl_s: float = LEASE_TTL_S,
+    ) -> bool:
+        """Record ``event`` at once, outside the journal's batches, and fenced: for what must
+        outlive a crash the moment it is known (a live run's wallet baseline). The same
+        (time, kind, key) is kept once. True if it is new."""
+        row = {"run_id": run_id, "time": int(event.time), "kind": event.kind,
+               "key": event.key, "detail": event.detail}  # fmt: skip
+        return self._record_event_now(row, lease_owner, lease_ttl_s, f"recording {event.kind}")
+
+    def _record_event_now(
+        self, row: dict[str, Any], lease_owner: str, lease_ttl_s: float, doing: str
+    ) -> bool:
         events = schema.events
         insert = insert_ignoring(events, ("run_id", "time", "kind", "key"), self._engine.dialect)
         statement = insert.values(**row).returning(events.c.id)
-        fence = self._fence(run_id, lease_owner, lease_ttl_s)
+        fence = self._fence(row["run_id"], lease_owner, lease_ttl_s)
 
         def write(conn: Connection) -> bool:
             fence(conn)
             return conn.execute(statement).first() is not None
 
-        return self._write(write, "recording a drift")
+        return self._write(write, doing)
 
     def order_by_link_id(self, link_id: str) -> dict[str, Any] | None:
         """The order with ``link_id`` (every column but the surrogate id, ``run_id`` too)."""
