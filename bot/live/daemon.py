@@ -40,6 +40,13 @@ from bot.live.halt import halt_requested, kill_switch
 from bot.live.legs import Leg
 from bot.live.preflight import AccountSnapshot, preflight
 from bot.live.rails import RailLimits, Rails
+from bot.live.wallet_check import (
+    BASELINE_EVENT,
+    WalletBaseline,
+    WalletWatch,
+    booked_balance,
+    tolerance,
+)
 from bot.paper.daemon import PaperDaemon, StartupError, _Run
 from bot.store import Store
 from bot.venues.bybit.credentials import Credentials
@@ -175,6 +182,10 @@ class LiveDaemon(PaperDaemon):
         self._run_row: _Run | None = None
         self._max_market_qty: dict[str, float] = {}
         self._foreign_seen: list[tuple[str, str]] = []
+        self._foreign_subjects: set[str] = set()  # each foreign thing is reported once
+        self._flows = 0.0  # the cash flows of every execution the run has booked or will
+        self._wallet: WalletWatch | None = None
+        self._position_suspects: dict[str, tuple[float, float]] = {}  # drifts seen once
         self._private_stop = asyncio.Event()
         self._private_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
@@ -198,6 +209,7 @@ class LiveDaemon(PaperDaemon):
     async def _replay_executor(self, store: Store, run: _Run) -> Executor:
         rows = await asyncio.to_thread(store.fills, run.run_id)
         self._fills = [stored_fill(row) for row in rows]
+        self._flows = math.fsum(f.cash_flow for f in self._fills)
         self.seen = SeenExecutions(f.exec_id for f in self._fills)
         self._store, self._run_row = store, run
         return MutedExecutor()
@@ -240,10 +252,13 @@ class LiveDaemon(PaperDaemon):
             await self.executor.resolve_restored()
         await self._book_startup_reports()
         self._start_private_stream()
+        await self._check_open_orders()
         await self._record_foreign(store, run)
         mine = {s: float(q) for s, q in zip(self.symbols, engine.portfolio.qty, strict=True)}
-        await self._reconcile(store, run, mine, await trader.positions(), at_start=True)
+        positions = await trader.positions()
+        await self._reconcile(store, run, mine, positions, at_start=True)
         await self._book_startup_reports()  # adoptions
+        await self._start_wallet_watch(store, run, positions)
         engine.use_executor(self.executor)
         if await asyncio.to_thread(halt_requested, store, run.run_id):
             await self._halt(store, run, "halt requested by hand (bot live halt)")
@@ -297,6 +312,8 @@ class LiveDaemon(PaperDaemon):
     # -- the executor's news ---------------------------------------------------------------------
     def _emit(self, report: ExecutionReport) -> None:
         """Reports go through the daemon's queue once it runs; at start-up they wait."""
+        if report.fill is not None:
+            self._flows += report.fill.cash_flow
         if self._events is None:
             self._startup_reports.append(report)
         else:
@@ -366,6 +383,9 @@ class LiveDaemon(PaperDaemon):
     def _foreign(self, subject: str, what: str) -> None:
         """The account did something this run did not ask for (a manual trade, liquidation,
         ADL). It is booked (the exchange is the truth); the run stops unless ``adopt``."""
+        if subject in self._foreign_subjects:
+            return  # a resting order is listed again at every reconciliation
+        self._foreign_subjects.add(subject)
         self._foreign_seen.append((subject, what))
         if self._events is not None:  # trading: record it and stop (fail closed)
             task = asyncio.get_running_loop().create_task(
@@ -408,18 +428,29 @@ class LiveDaemon(PaperDaemon):
     ) -> None:
         """Compare the run's positions (``booked``) with the exchange's, in quantity steps;
         record each drift and what was done about it. A position the run did not open stops
-        it unless ``adopt``."""
+        it unless ``adopt``.
+
+        While trading, a drift counts only once two checks in a row find it: an execution
+        can land between the positions' snapshot and the books (a fill the stream has not
+        delivered yet), and acting on that passing difference would stop the run for nothing
+        or, adopting, book the position twice."""
         portfolio = self.engine.portfolio
         theirs = {p.symbol: p for p in positions if p.symbol in self.symbols}
         now = int(time.time() * 1000)
-        drifts = []
+        found: dict[str, tuple[float, float]] = {}
         for s, symbol in enumerate(self.symbols):
-            spec = portfolio.specs[s]
             mine = booked.get(symbol, 0.0)
             exchange = theirs.get(symbol)
             size = exchange.size if exchange is not None else 0.0
-            if round((size - mine) / spec.qty_step) == 0:
-                continue
+            if round((size - mine) / portfolio.specs[s].qty_step) != 0:
+                found[symbol] = (mine, size)
+        if not at_start:
+            before, self._position_suspects = self._position_suspects, found
+            found = {k: v for k, v in found.items() if before.get(k) == v}
+        drifts = []
+        for symbol, (mine, size) in found.items():
+            s = portfolio.index[symbol]
+            spec, exchange = portfolio.specs[s], theirs.get(symbol)
             action = "adopted" if self.adopt else "stopped"
             drifts.append(f"{symbol}: run {mine:g}, exchange {size:g}")
             await asyncio.to_thread(
@@ -455,8 +486,81 @@ class LiveDaemon(PaperDaemon):
                 await self._halt(store, self._run_row, "halt requested by hand (bot live halt)")
             if self.executor.busy:
                 continue  # orders in flight: positions are moving
+            # the exchange's view first, then every execution up to it (what no message
+            # said), so the books are compared with a snapshot they have caught up with
             positions = await self.trader.positions()
+            wallet = await self._wallet_balance()
+            await self._catch_up_executions(store, self._run_row)
+            await self._check_open_orders()
             if self.executor.busy:
                 continue
             await self._reconcile(store, self._run_row, dict(self.executor.positions),
                                   positions, at_start=False)  # fmt: skip
+            await self._check_wallet(store, self._run_row, wallet, positions)
+
+    async def _check_open_orders(self) -> None:
+        """Open orders on the run's symbols that the run did not place (a person's resting
+        limit order) are foreign: they would trade the run's symbols behind its back."""
+        for order in await self.trader.open_orders():
+            if order.symbol in self.symbols and not self.executor.knows(order.link_id):
+                self._foreign(f"order:{order.order_id}",
+                              f"open {order.order_type} {order.side} order {order.order_id} "
+                              f"of {order.qty:g} {order.symbol}")  # fmt: skip
+
+    # -- the wallet ------------------------------------------------------------------------------
+    async def _wallet_balance(self) -> float:
+        """The settle coin's wallet balance (unrealised PnL left out)."""
+        wallet = await self.trader.wallet()
+        coin = wallet.coin(self.trader.settle_coin)
+        return coin.wallet_balance if coin is not None else 0.0
+
+    def _booked(self, positions: list[Position]) -> float:
+        return booked_balance(self._flows, positions, self.symbols)
+
+    async def _start_wallet_watch(self, store: Store, run: _Run, positions: list[Position]):
+        """The wallet baseline: the run's stored one (restarts keep it, so money that moved
+        while the daemon was down is found), else the wallet and the books as they are now."""
+        events = await asyncio.to_thread(store.events, run.run_id)
+        stored = [e["detail"] for e in events if e["kind"] == BASELINE_EVENT]
+        wallet = await self._wallet_balance()
+        if stored:
+            baseline = WalletBaseline.from_detail(stored[-1])
+        else:
+            baseline = WalletBaseline(wallet, self._booked(positions))
+            await self._store_baseline(store, run, baseline)
+        self._wallet = WalletWatch(baseline)
+        log.info("wallet: %.4f %s (baseline %.4f)", wallet, self.trader.settle_coin,
+                 baseline.wallet)  # fmt: skip
+        await self._check_wallet(store, run, wallet, positions)
+
+    async def _store_baseline(self, store: Store, run: _Run, baseline: WalletBaseline) -> None:
+        event = RunEvent(int(time.time() * 1000), BASELINE_EVENT, baseline.detail(),
+                         key=self.trader.settle_coin)  # fmt: skip
+        await asyncio.to_thread(store.record_event_now, run.run_id, event,
+                                lease_owner=self.owner,
+                                lease_ttl_s=self.settings.paper.lease_ttl_s)  # fmt: skip
+
+    async def _check_wallet(
+        self, store: Store, run: _Run, wallet: float, positions: list[Position]
+    ) -> None:
+        """Compare the wallet's change with the books'; a confirmed drift is recorded (money
+        moved outside the run: a transfer, another bot, a fee the run never saw) and the
+        baseline moves past it. The run goes on: its positions, not its cash, are at stake."""
+        portfolio = self.engine.portfolio
+        ticks = {s: spec.tick_size for s, spec in zip(portfolio.symbols, portfolio.specs,
+                                                      strict=True)}  # fmt: skip
+        mine = [p for p in positions if p.symbol in self.symbols]
+        drift = self._wallet.check(wallet, self._booked(positions), tolerance(mine, ticks))
+        if drift is None:
+            return
+        coin = self.trader.settle_coin
+        log.warning("the wallet holds %+.4f %s more than the run's books imply "
+                    "(%.4f against %.4f); recorded",
+                    drift.amount, coin, drift.wallet, drift.expected)  # fmt: skip
+        await asyncio.to_thread(
+            store.record_drift, run.run_id, time=int(time.time() * 1000),
+            subject=f"wallet:{coin}", store=drift.expected, exchange=drift.wallet,
+            action="recorded", lease_owner=self.owner,
+            lease_ttl_s=self.settings.paper.lease_ttl_s,
+        )  # fmt: skip
+        await self._store_baseline(store, run, drift.rebased)

@@ -339,6 +339,10 @@ class LiveExecutor:
         return True
 
     # -- what the private stream (or a look-up) says ----------------------------------------------
+    def knows(self, link_id: str) -> bool:
+        """Whether ``link_id`` is an order of this run (of this process or an earlier one)."""
+        return bool(link_id) and (link_id in self._legs or link_id in self._known)
+
     async def on_order(self, update: OrderUpdate) -> None:
         """An order's state, from the ``order`` topic or a look-up."""
         state = self._legs.get(update.link_id)

@@ -2,7 +2,8 @@
 the local exchange with every private fault on. After every step the bot's positions equal the
 exchange's; at the end every execution is stored once, no exchange order is missing from the
 store, at most one order exists per (decision, symbol, leg), equity at the same marks equals
-the booked cash flows, and the decisions equal a backtest of the run's stored bars."""
+the booked cash flows (and the wallet reconciliation never found a drift), and the decisions
+equal a backtest of the run's stored bars."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ async def test_the_chaos_run_keeps_the_books_equal_to_the_exchange_s(tmp_path):
                       bars=24 * 120, seconds_per_bar=0.25, **CHAOS_FAULTS)  # fmt: skip
     async with ExchangeServer(config) as server:
         # manual orders are among the faults: the run takes them over (and records each)
-        daemon = daemon_for(config, server, new_run=True, adopt=True)
+        daemon = daemon_for(config, server, new_run=True, adopt=True, reconcile_interval_s=5.0)
         daemon.__class__ = CheckedDaemon
         daemon.server, daemon.mismatches = server, []
         run_id = await asyncio.wait_for(daemon.run(), 1500)
@@ -73,6 +74,9 @@ async def test_the_chaos_run_keeps_the_books_equal_to_the_exchange_s(tmp_path):
     with Store(config.store.url) as store:
         assert len(store.decisions(run_id)) >= DECISIONS
         assert_books_equal(server, daemon, store, run_id)
+        # the wallet moved exactly as the booked executions say (reconciled every 5 s)
+        assert [d for d in store.drifts(run_id) if d["subject"].startswith("wallet")] == []
+        assert any(e["kind"] == "wallet_baseline" for e in store.events(run_id))
         per_leg = Counter((o["decision_time"], o["symbol"], o["leg"])
                           for o in store.order_ledger(run_id))  # fmt: skip
         assert max(per_leg.values()) == 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from decimal import Decimal
 
 import pytest
 
@@ -114,6 +115,7 @@ async def test_a_live_run_trades_the_account_and_equals_its_backtest(tmp_path):
                 if o["attempt"] == 0
             )  # fmt: skip
             assert max(per_leg.values()) == 1
+            assert wallet_drifts(store, run_id) == []  # every fault, yet the wallet agrees
             replay = await asyncio.to_thread(backtest_of_run, config, store, run_id)
             assert compare_runs(store, run_id, replay, tables=("decisions",)) == []
 
@@ -201,6 +203,93 @@ async def test_a_halt_by_hand_flattens_from_the_exchange_s_positions_and_survive
             assert len(account(server).orders) == orders
             again.stop.set()
             assert await asyncio.wait_for(task, 120) == run_id
+        finally:
+            if not task.done():
+                task.cancel()
+            store.close()
+
+
+def wallet_drifts(store: Store, run_id: str) -> list[dict]:
+    return [d for d in store.drifts(run_id) if d["subject"] == "wallet:USDT"]
+
+
+@pytest.mark.slow
+async def test_money_moved_outside_the_run_is_a_wallet_drift_recorded_once_across_restarts(
+    tmp_path,
+):
+    """A transfer into the account while the run trades, and another while it is down: each is
+    found by the wallet reconciliation (against the baseline the store keeps), recorded once
+    with both views, and the run trades on — its positions, not its cash, are at stake."""
+    config = settings(tmp_path, until_hours=400)
+    async with ExchangeServer(config) as server:
+        daemon = daemon_for(config, server, new_run=True, reconcile_interval_s=0.2)
+        task = asyncio.create_task(daemon.run())
+        store = Store(config.store.url)
+        try:
+            await wait_until(lambda: bool(store.list_runs()) and len(
+                store.fills(store.list_runs()[0]["id"])) >= 3, "the run trades")  # fmt: skip
+            run_id = store.list_runs()[0]["id"]
+            await asyncio.sleep(1.0)  # several reconciliations of a run that trades
+            assert wallet_drifts(store, run_id) == []
+            account(server).wallet += Decimal("25")
+            await wait_until(lambda: wallet_drifts(store, run_id), "the transfer is found")
+            await asyncio.sleep(1.0)  # reconciliations go on: the same drift is not recorded
+            (drift,) = wallet_drifts(store, run_id)
+            assert drift["action"] == "recorded"
+            assert drift["exchange"] - drift["store"] == pytest.approx(25.0, abs=0.02)
+            assert not task.done()  # the run trades on
+            daemon.stop.set()
+            assert await asyncio.wait_for(task, 120) == run_id
+            assert_books_equal(server, daemon, store, run_id)
+
+            account(server).wallet -= Decimal("10")  # while no daemon runs
+            again = daemon_for(config, server, reconcile_interval_s=0.2)
+            task = asyncio.create_task(again.run())
+            await wait_until(lambda: len(wallet_drifts(store, run_id)) == 2,
+                             "the restarted daemon finds the withdrawal")  # fmt: skip
+            later = wallet_drifts(store, run_id)[1]
+            assert later["exchange"] - later["store"] == pytest.approx(-10.0, abs=0.02)
+            again.stop.set()
+            assert await asyncio.wait_for(task, 120) == run_id
+            assert len(wallet_drifts(store, run_id)) == 2
+        finally:
+            if not task.done():
+                task.cancel()
+            store.close()
+
+
+@pytest.mark.slow
+async def test_a_resting_order_the_run_did_not_place_stops_it_at_start_up(tmp_path):
+    config = settings(tmp_path, until_hours=6)
+    async with ExchangeServer(config) as server:
+        order = server.state.private.manual_order("bot", "AAAUSDT", "Buy", resting=True)
+        with pytest.raises(ReconcileError, match=r"open Limit Buy order .* AAAUSDT.*--adopt"):
+            await asyncio.wait_for(daemon_for(config, server, new_run=True).run(), 300)
+        with Store(config.store.url) as store:
+            (run,) = store.list_runs()
+            ((subject, action),) = [(d["subject"], d["action"]) for d in store.drifts(run["id"])]
+            assert (subject, action) == (f"order:{order.order_id}", "stopped")
+
+
+@pytest.mark.slow
+async def test_a_resting_order_placed_while_trading_stops_the_run(tmp_path):
+    config = settings(tmp_path, until_hours=400)
+    async with ExchangeServer(config) as server:
+        daemon = daemon_for(config, server, new_run=True, reconcile_interval_s=0.2)
+        task = asyncio.create_task(daemon.run())
+        store = Store(config.store.url)
+        try:
+            await wait_until(lambda: bool(store.list_runs()) and bool(
+                store.fills(store.list_runs()[0]["id"])), "the run trades")  # fmt: skip
+            run_id = store.list_runs()[0]["id"]
+            order = server.state.private.manual_order("bot", "CCCUSDT", "Sell", resting=True)
+            # the order topic tells first; the periodic listing of open orders would too (the
+            # subject is the same, so it is recorded once)
+            with pytest.raises(ReconcileError, match=rf"{order.order_id}.*CCCUSDT.*--adopt"):
+                await asyncio.wait_for(task, 120)
+            subjects = [d["subject"] for d in store.drifts(run_id)]
+            assert subjects == [f"order:{order.order_id}"]
+            assert store.lease_holder(run_id) is None  # handed back on the way out
         finally:
             if not task.done():
                 task.cancel()
