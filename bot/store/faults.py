@@ -12,6 +12,7 @@ daemon stops cleanly on any of them (see ``bot.paper.daemon``), the CLI exits wi
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -91,6 +92,12 @@ class Retrying:
         self.shown_url = shown_url
         self.budget_s = budget_s
         self.first_wait_s = first_wait_s
+        # One write of this process at a time. SQLite admits one writer; a second one of the
+        # same process waiting in SQLite's busy handler sleeps in steps of 1 to 25 ms, while a
+        # thread waiting here wakes the moment the first commits: the live daemon's
+        # write-ahead of an order queues behind the step's journal flush, not behind a sleep.
+        # Re-entrant: an operation may run another on the same thread.
+        self._one_writer = threading.RLock()
 
     def __call__(self, operation: Callable[[], T], what: str) -> T:
         began = time.monotonic()
@@ -99,7 +106,8 @@ class Retrying:
         while True:
             attempt += 1
             try:
-                return operation()
+                with self._one_writer:
+                    return operation()
             except sa.exc.DBAPIError as exc:
                 if not is_transient(exc):
                     if isinstance(exc, sa.exc.OperationalError):  # read-only, disk full, I/O
