@@ -11,8 +11,9 @@ import pytest
 
 from bot.config import VenueConfig
 from bot.core.timeutil import HOUR_MS
+from bot.venues.bybit.kline_holds import REORDER_GRACE_S
 from bot.venues.bybit.klines import Closed, Corrected, Opened
-from bot.venues.bybit.stream import REORDER_GRACE_S, PublicStream
+from bot.venues.bybit.stream import PublicStream
 
 SYMBOL = "AAAUSDT"
 T0 = 1_706_745_600_000  # 2024-02-01
@@ -122,7 +123,7 @@ async def test_a_one_minute_kline_is_not_taken_for_the_hourly_bar():
     stream, events = make_stream(FakeRest(T0, {}))
     await stream._handle(kline(T0 + HOUR_MS, bar_values(1), confirm=True, interval="1"))
     assert events == [] and stream.tracker.counters["wrong_interval"] == 1
-    assert stream._held == {}
+    assert stream.holds.holding == []
 
 
 async def test_a_kline_dated_in_the_future_cannot_mark_the_symbol_delivered(monkeypatch):
@@ -207,7 +208,7 @@ async def test_a_bogus_held_update_expires_although_closes_keep_coming(monkeypat
         await stream._handle(kline(T0 + k * HOUR_MS, bar_values(k), confirm=True))
         await stream._backfill_expired_holds()
     assert stream.stats["future_updates"] == 1  # dropped, not re-held after every close
-    assert stream._held == {}
+    assert stream.holds.holding == []
 
 
 class RecordingSocket:

@@ -1,8 +1,10 @@
 """The public websocket feed: klines (and optionally order books) from Bybit or the local
 exchange, delivered complete and in order per symbol.
 
-This is the thin I/O shell around :mod:`bot.venues.bybit.ws_protocol` (parsing) and
-:mod:`bot.venues.bybit.klines` (ordering, gaps). It connects, subscribes (checking every ack),
+This is the thin I/O shell around :mod:`bot.venues.bybit.ws_protocol` (parsing),
+:mod:`bot.venues.bybit.klines` (ordering, gaps) and :mod:`bot.venues.bybit.kline_holds` (what
+to hold behind a missing close, when to fetch it): those decide, given the time; this reads
+the clocks and carries out what they return. It connects, subscribes (checking every ack),
 sends Bybit's JSON ping every ``ping_interval_s`` and reconnects — with exponential backoff and
 jitter — when the connection drops or a pong is overdue. Candles a disconnect or a lost message
 made it miss are fetched over REST *before* any later bar of that symbol is passed on, and a
@@ -35,7 +37,8 @@ from bot.core.backoff import Backoff
 from bot.core.events import Bar
 from bot.core.timeutil import interval_ms
 from bot.redact import redact_url
-from bot.venues.bybit.klines import CloseAudit, Closed, Corrected, KlineTracker, Missing, Opened
+from bot.venues.bybit.kline_holds import KlineHolds, Released
+from bot.venues.bybit.klines import CloseAudit, Closed, Corrected, KlineTracker, Opened
 from bot.venues.bybit.orderbook import BookMessageError, OrderBook
 from bot.venues.bybit.rest import BybitRest
 from bot.venues.bybit.rest_protocol import CLOSE_MARGIN_MS, BybitError
@@ -60,13 +63,8 @@ Sink = Callable[[Event], Awaitable[None]]
 #: (the REST view of a candle that closed a moment ago may lag the websocket slightly).
 BACKFILL_RETRIES = 3
 BACKFILL_RETRY_S = 0.5
-#: How long a symbol's later updates wait for a missing close before it is fetched over REST:
-#: a close that arrives a few messages late (reordered) then costs no request.
-REORDER_GRACE_S = 0.25
 #: How long to wait for the snapshot a resubscription asked for before asking again.
 RESNAPSHOT_WAIT_S = 5.0
-#: How far an update may seem ahead of the venue's REST clock (different servers' clocks).
-CLOCK_SKEW_MS = 5_000
 #: What handling a message can raise on input no parser foresaw; caught, counted, dropped.
 INPUT_ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError)
 
@@ -124,9 +122,8 @@ class PublicStream:
         self._resnapshot: set[str] = set()  # order-book topics that need a fresh snapshot
         # topic → (when its snapshot was asked for, snapshots the book had applied by then)
         self._resubscribed: dict[str, tuple[float, int]] = {}
-        # per symbol: updates held behind a missing close, and since when
-        self._held: dict[str, list[KlineUpdate]] = {}
-        self._held_since: dict[str, float] = {}
+        # per symbol: updates held behind a missing close (the decisions; this class does I/O)
+        self.holds = KlineHolds(self.tracker, self.step)
 
     @property
     def topics(self) -> list[str]:
@@ -306,44 +303,16 @@ class PublicStream:
         self._resnapshot.clear()
 
     def _receive_timeout(self) -> float:
-        waits = [self.catchup_s]
-        if self._held_since:
-            oldest = min(self._held_since.values())
-            waits.append(max(0.0, oldest + REORDER_GRACE_S - time.monotonic()))
-        return max(min(waits), 0.001)
+        return self.holds.receive_timeout(time.monotonic(), self.catchup_s)
 
     async def _apply(self, update: KlineUpdate) -> None:
-        if not self.tracker.admits(update):
-            return  # another interval or symbol: counted by the tracker
-        symbol = update.symbol
-        held = self._held.get(symbol)
-        last = self.tracker.last_closed(symbol)
-        if held is not None and last is not None and update.start > last + self.step:
-            held.append(update)  # still waiting for the missing close: keep arrival order
-            return
-        closed = False
-        for action in self.tracker.update(update):
-            if isinstance(action, Missing):
-                self._held.setdefault(symbol, []).append(action.held)
-                self._held_since.setdefault(symbol, time.monotonic())
-            else:
-                if isinstance(action, Closed):
-                    closed = True
-                    self.audit.note(action.bar)  # checked against REST at the next catch-up
-                await self.sink(action)
-        if closed and symbol in self._held:
-            await self._release(symbol)  # the late close came: replay what waited for it
+        await self._pass_on(self.holds.apply(update, time.monotonic()))
 
-    async def _release(self, symbol: str) -> None:
-        held = self._held.pop(symbol, [])
-        since = self._held_since.pop(symbol, None)
-        for update in held:
-            await self._apply(update)
-        if since is not None and symbol in self._held_since:
-            # still held (another gap, or an update that cannot be placed yet): the wait
-            # started when the oldest of them arrived, or a bogus update re-held after every
-            # close would never expire and would hold the symbol's later updates for good
-            self._held_since[symbol] = min(since, self._held_since[symbol])
+    async def _pass_on(self, events: list[Released]) -> None:
+        for event in events:
+            if isinstance(event, Closed):
+                self.audit.note(event.bar)  # checked against REST at the next catch-up
+            await self.sink(event)
 
     async def _backfill_expired_holds(self) -> None:
         """Fetch over REST the closes that did not turn up within the reorder grace (holds
@@ -353,37 +322,21 @@ class PublicStream:
         or corrupted frame) and is dropped, so it can neither mark the candles before it
         delivered nor hold back the real ones; and no candle that has not closed yet counts
         as delivered."""
-        now = time.monotonic()
-        server_now: int | None = None
-        for symbol, since in list(self._held_since.items()):
-            if now - since < REORDER_GRACE_S:
-                continue
-            if server_now is None:
-                server_now = await self.rest.server_time()
-            held = self._held[symbol]
-            kept = [u for u in held if self._plausible(u, server_now)]
-            if len(kept) < len(held):
-                self.stats["future_updates"] += len(held) - len(kept)
+        expired = self.holds.expired(time.monotonic())
+        server_now = await self.rest.server_time() if expired else 0
+        for symbol in expired:
+            plan = self.holds.plan_backfill(symbol, server_now)
+            if plan.dropped:
+                self.stats["future_updates"] += plan.dropped
                 log.warning("%s: dropped %d update(s) dated after the venue's clock (%d)",
-                            symbol, len(held) - len(kept), server_now)  # fmt: skip
-                self._held[symbol] = kept
-            if kept:
-                first = self.tracker.last_closed(symbol) + self.step
-                newest_closed = (server_now // self.step) * self.step - self.step
-                last = min(kept[0].start - self.step, newest_closed)
-                if first <= last:
-                    log.info(
-                        "%s: %d candle(s) missing before %d: backfilling over REST",
-                        symbol, (last - first) // self.step + 1, last + self.step,
-                    )  # fmt: skip
-                    await self._backfill(symbol, first, last)
-            await self._release(symbol)
-
-    def _plausible(self, update: KlineUpdate, server_now: int) -> bool:
-        """Whether the venue's clock allows the update: its candle has opened (and, for a
-        close, ended) by ``server_now``, read after the update arrived."""
-        end = update.start + (self.step if update.confirm else 0)
-        return end <= server_now + CLOCK_SKEW_MS
+                            symbol, plan.dropped, server_now)  # fmt: skip
+            if plan.first is not None:
+                log.info(
+                    "%s: %d candle(s) missing before %d: backfilling over REST",
+                    symbol, (plan.last - plan.first) // self.step + 1, plan.last + self.step,
+                )  # fmt: skip
+                await self._backfill(symbol, plan.first, plan.last)
+            await self._pass_on(self.holds.release(symbol, time.monotonic()))
 
     async def _backfill(self, symbol: str, first: int, last: int) -> None:
         """Fetch closed candles ``first..last`` and pass them on; everything up to ``last``
