@@ -171,6 +171,17 @@ async def wait_until(condition, what: str, timeout_s: float = 120) -> None:
         await asyncio.sleep(0.05)
 
 
+async def trading(store: Store, fills: int = 1) -> str:
+    """The id of the store's one run, once it has stored ``fills`` executions."""
+
+    def traded() -> bool:
+        runs = store.list_runs()
+        return bool(runs) and len(store.fills(runs[0]["id"])) >= fills
+
+    await wait_until(traded, "the run trades")
+    return store.list_runs()[0]["id"]
+
+
 @pytest.mark.slow
 async def test_a_halt_by_hand_flattens_from_the_exchange_s_positions_and_survives_restart(
     tmp_path,
@@ -181,9 +192,7 @@ async def test_a_halt_by_hand_flattens_from_the_exchange_s_positions_and_survive
         task = asyncio.create_task(daemon.run())
         store = Store(config.store.url)
         try:
-            await wait_until(lambda: bool(store.list_runs()) and bool(
-                store.fills(store.list_runs()[0]["id"])), "the run trades")  # fmt: skip
-            run_id = store.list_runs()[0]["id"]
+            run_id = await trading(store)
             assert "flattens and halts" in request_halt(store, run_id, int(time.time() * 1000))
             await wait_until(
                 lambda: any(e["kind"] == "halted" for e in store.events(run_id)), "it halts"
@@ -226,9 +235,7 @@ async def test_money_moved_outside_the_run_is_a_wallet_drift_recorded_once_acros
         task = asyncio.create_task(daemon.run())
         store = Store(config.store.url)
         try:
-            await wait_until(lambda: bool(store.list_runs()) and len(
-                store.fills(store.list_runs()[0]["id"])) >= 3, "the run trades")  # fmt: skip
-            run_id = store.list_runs()[0]["id"]
+            run_id = await trading(store, fills=3)
             await asyncio.sleep(1.0)  # several reconciliations of a run that trades
             assert wallet_drifts(store, run_id) == []
             account(server).wallet += Decimal("25")
@@ -279,9 +286,7 @@ async def test_a_resting_order_placed_while_trading_stops_the_run(tmp_path):
         task = asyncio.create_task(daemon.run())
         store = Store(config.store.url)
         try:
-            await wait_until(lambda: bool(store.list_runs()) and bool(
-                store.fills(store.list_runs()[0]["id"])), "the run trades")  # fmt: skip
-            run_id = store.list_runs()[0]["id"]
+            run_id = await trading(store)
             order = server.state.private.manual_order("bot", "CCCUSDT", "Sell", resting=True)
             # the order topic tells first; the periodic listing of open orders would too (the
             # subject is the same, so it is recorded once)
