@@ -134,7 +134,8 @@ async def _check(settings: Settings, keys: Credentials, rest_url: str, run_id: s
         lines = await check_account(settings, reader, snapshot)
     if run_id is not None:
         with Store(settings.store.url) as store:
-            lines += reconcile_lines(store, run_id, snapshot)
+            ticks = {s: settings.instruments[s].tick_size for s in settings.engine.symbols}
+            lines += reconcile_lines(store, run_id, snapshot, ticks)
     for line in lines:
         print(line)
     return 0

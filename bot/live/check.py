@@ -9,6 +9,8 @@ send against the account's *real* positions (the exchange's, not a simulated boo
 from __future__ import annotations
 
 import asyncio
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,7 @@ import numpy as np
 from bot.assembly import build_engine, make_strategies, venue_market_data, warmup_span_ms
 from bot.config import Settings
 from bot.core.clock import SimulatedClock
-from bot.core.events import Decision, ExecutionReport, Order
+from bot.core.events import Decision, ExecutionReport, Fill, Order
 from bot.core.instruments import InstrumentSpec
 from bot.core.journal import MemoryJournal
 from bot.core.portfolio import Portfolio, plan_rebalance
@@ -24,6 +26,13 @@ from bot.core.timeutil import DAY_MS, interval_ms, iso
 from bot.feeds.loaders import align
 from bot.live.daemon import stored_fill
 from bot.live.preflight import AccountSnapshot
+from bot.live.wallet_check import (
+    BASELINE_EVENT,
+    SETTLE_COIN,
+    WalletBaseline,
+    booked_balance,
+    tolerance,
+)
 from bot.store import Store
 from bot.venues.bybit.private_rest import PrivateRest
 
@@ -106,15 +115,19 @@ async def check_account(
     return lines
 
 
-def reconcile_lines(store: Store, run_id: str, snapshot: AccountSnapshot) -> list[str]:
-    """The run's books (its stored executions) against the account's positions: what
-    ``bot live`` would find at start-up, and whether it would stop (a position the run did not
-    open stops it unless ``--adopt``)."""
+def reconcile_lines(
+    store: Store, run_id: str, snapshot: AccountSnapshot, ticks: Mapping[str, float]
+) -> list[str]:
+    """The run's books (its stored executions) against the account's positions and wallet:
+    what ``bot live`` would find at start-up, and whether it would stop (a position the run
+    did not open stops it unless ``--adopt``; a wallet drift is recorded, not fatal).
+    ``ticks``: the symbols' price ticks (the rounding the wallet comparison allows)."""
     run = store.get_run(run_id)
     if run is None or run["kind"] != "live":
         return [f"run {run_id}: no live run by that id in the store"]
     booked: dict[str, float] = {}
-    for fill in map(stored_fill, store.fills(run_id)):
+    fills = [stored_fill(row) for row in store.fills(run_id)]
+    for fill in fills:
         booked[fill.symbol] = booked.get(fill.symbol, 0.0) + fill.qty
     held = {p.symbol: p.size for p in snapshot.positions}
     lines = []
@@ -126,4 +139,30 @@ def reconcile_lines(store: Store, run_id: str, snapshot: AccountSnapshot) -> lis
     unresolved = store.unresolved_orders(run_id)
     lines += [f"order {o['order_link_id']} on {o['symbol']}: outcome unknown, looked up before "
               "trading" for o in unresolved]  # fmt: skip
-    return lines or [f"run {run_id}: its books equal the exchange's positions"]
+    lines = lines or [f"run {run_id}: its books equal the exchange's positions"]
+    return [*lines, wallet_line(store, run_id, snapshot, fills, ticks)]
+
+
+def wallet_line(
+    store: Store,
+    run_id: str,
+    snapshot: AccountSnapshot,
+    fills: list[Fill],
+    ticks: Mapping[str, float],
+) -> str:
+    """The wallet's change since the run's baseline against its books' (see
+    :mod:`bot.live.wallet_check`), as one line."""
+    stored = [e["detail"] for e in store.events(run_id) if e["kind"] == BASELINE_EVENT]
+    if not stored:
+        return "wallet: no baseline yet (the run has not traded live)"
+    coin = snapshot.wallet.coin(SETTLE_COIN)
+    wallet = coin.wallet_balance if coin is not None else 0.0
+    baseline = WalletBaseline.from_detail(stored[-1])
+    mine = [p for p in snapshot.positions if p.symbol in ticks]
+    booked = booked_balance(math.fsum(f.cash_flow for f in fills), mine, ticks)
+    expected = baseline.wallet + booked - baseline.booked
+    if abs(wallet - expected) <= tolerance(mine, ticks):
+        return f"wallet: {wallet:,.4f} {SETTLE_COIN}, moved as the run's books say"
+    return (f"wallet: {wallet:,.4f} {SETTLE_COIN}, the run's books imply {expected:,.4f} "
+            f"({wallet - expected:+,.4f}: money moved outside the run; bot live records it "
+            "and trades on)")  # fmt: skip

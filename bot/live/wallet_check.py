@@ -26,6 +26,7 @@ from bot.venues.bybit.private_records import Position
 #: anything below a cent is rounding, not money that moved
 FLOOR_USDT = 0.01
 BASELINE_EVENT = "wallet_baseline"  # the run event that keeps the baseline across restarts
+SETTLE_COIN = "USDT"  # what the linear perpetuals the bot trades settle in
 
 
 @dataclass(frozen=True, slots=True)

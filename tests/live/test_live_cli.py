@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +216,12 @@ def test_a_confirmed_run_trades_the_account_through_the_command_line(tmp_path, k
             assert stored == sorted(e.exec_id for e in account.executions)
             held = {p.symbol: float(p.size) for p in account.positions.values() if p.size}
             assert set(held) == set(SYMBOLS)  # equal weight: both held
+        # --check --run: the run's books against the account, the wallet's change included
+        capsys.readouterr()
+        assert live(config, "--check", "--run", run["id"]) == 0
+        out = capsys.readouterr().out
+        assert "its books equal the exchange's positions" in out
+        assert "moved as the run's books say" in out
+        account.wallet += Decimal("7")  # a transfer in
+        assert live(config, "--check", "--run", run["id"]) == 0
+        assert "(+7.0000: money moved outside the run" in capsys.readouterr().out
