@@ -186,6 +186,7 @@ class LiveDaemon(PaperDaemon):
         self._flows = 0.0  # the cash flows of every execution the run has booked or will
         self._wallet: WalletWatch | None = None
         self._position_suspects: dict[str, tuple[float, float]] = {}  # drifts seen once
+        self.reconcile_failures = 0  # periodic checks skipped: the exchange did not answer
         self._private_stop = asyncio.Event()
         self._private_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
@@ -486,12 +487,20 @@ class LiveDaemon(PaperDaemon):
                 await self._halt(store, self._run_row, "halt requested by hand (bot live halt)")
             if self.executor.busy:
                 continue  # orders in flight: positions are moving
-            # the exchange's view first, then every execution up to it (what no message
-            # said), so the books are compared with a snapshot they have caught up with
-            positions = await self.trader.positions()
-            wallet = await self._wallet_balance()
-            await self._catch_up_executions(store, self._run_row)
-            await self._check_open_orders()
+            try:
+                # the exchange's view first, then every execution up to it (what no message
+                # said), so the books are compared with a snapshot they have caught up with
+                positions = await self.trader.positions()
+                wallet = await self._wallet_balance()
+                await self._catch_up_executions(store, self._run_row)
+                await self._check_open_orders()
+            except BybitError as exc:
+                # the client retried already; orders keep failing closed on their own, so a
+                # check the exchange cannot answer now is skipped, not fatal to a long run
+                self.reconcile_failures += 1
+                log.warning("reconciliation skipped: the account could not be read (%s); "
+                            "next try in %.0f s", exc, self.reconcile_interval_s)  # fmt: skip
+                continue
             if self.executor.busy:
                 continue
             await self._reconcile(store, self._run_row, dict(self.executor.positions),

@@ -20,6 +20,7 @@ from bot.live.halt import request_halt
 from bot.live.rails import RailLimits
 from bot.store import Store
 from bot.venues.bybit.credentials import Credentials
+from bot.venues.bybit.rest_protocol import BybitHTTPError
 
 SYMBOLS = ["AAAUSDT", "BBBUSDT", "CCCUSDT"]
 START = 1_706_745_600_000 + 30 * 24 * HOUR_MS
@@ -295,6 +296,37 @@ async def test_a_resting_order_placed_while_trading_stops_the_run(tmp_path):
             subjects = [d["subject"] for d in store.drifts(run_id)]
             assert subjects == [f"order:{order.order_id}"]
             assert store.lease_holder(run_id) is None  # handed back on the way out
+        finally:
+            if not task.done():
+                task.cancel()
+            store.close()
+
+
+@pytest.mark.slow
+async def test_a_reconciliation_the_exchange_cannot_answer_is_skipped_and_the_run_goes_on(
+    tmp_path,
+):
+    config = settings(tmp_path, until_hours=400)
+    async with ExchangeServer(config) as server:
+        daemon = daemon_for(config, server, new_run=True, reconcile_interval_s=0.2)
+        task = asyncio.create_task(daemon.run())
+        store = Store(config.store.url)
+        try:
+            run_id = await trading(store)
+            positions = daemon.trader.positions
+
+            async def unavailable(symbol=None):
+                raise BybitHTTPError(503, "Service Unavailable", "/v5/position/list")
+
+            daemon.trader.positions = unavailable  # the exchange's REST is down for a while
+            await wait_until(lambda: daemon.reconcile_failures >= 3, "checks are skipped")
+            assert not task.done()  # not fatal
+            daemon.trader.positions = positions
+            fills = len(store.fills(run_id))
+            await wait_until(lambda: len(store.fills(run_id)) > fills, "it trades on")
+            daemon.stop.set()
+            assert await asyncio.wait_for(task, 120) == run_id
+            assert_books_equal(server, daemon, store, run_id)
         finally:
             if not task.done():
                 task.cancel()
