@@ -64,6 +64,16 @@ def test_the_receive_timeout_ends_with_the_oldest_hold_s_grace():
     assert h.receive_timeout(now=5.0, catchup_s=0.1) == 0.1
 
 
+def test_the_receive_timeout_follows_the_oldest_of_several_symbols_holds():
+    h = holds()
+    h.apply(update(T0 + 3 * HOUR_MS), now=5.0)
+    h.apply(update(T0 + 3 * HOUR_MS, symbol="BBBUSDT"), now=5.2)
+    assert h.holding == ["AAAUSDT", "BBBUSDT"]
+    # AAA's grace ends at 5.25, BBB's at 5.45: wake for the first of them
+    assert h.receive_timeout(now=5.2, catchup_s=30.0) == pytest.approx(0.05)
+    assert h.expired(now=5.25) == [SYMBOL]
+
+
 def test_a_hold_expires_after_the_grace_and_plans_the_missing_closed_candles():
     h = holds()
     h.apply(update(T0 + 4 * HOUR_MS, confirm=False), now=10.0)
@@ -86,6 +96,24 @@ def test_no_candle_that_has_not_closed_by_the_venue_s_clock_is_planned():
     server_now = T0 + 5 * HOUR_MS - 1_000
     plan = h.plan_backfill(SYMBOL, server_now)
     assert plan == BackfillPlan(SYMBOL, 0, T0 + HOUR_MS, T0 + 3 * HOUR_MS)
+
+
+def test_nothing_is_planned_while_the_missing_candle_is_still_open_by_the_venue_s_clock():
+    h = holds()
+    h.apply(update(T0 + 2 * HOUR_MS, confirm=False), now=0.0)
+    # a second before the held candle opens (within the skew): T0+1h has not closed yet
+    assert h.plan_backfill(SYMBOL, T0 + 2 * HOUR_MS - 1_000) == BackfillPlan(SYMBOL, 0)
+    assert h.held(SYMBOL) == [update(T0 + 2 * HOUR_MS, confirm=False)]  # kept, not dropped
+
+
+def test_a_gap_a_catch_up_already_filled_plans_nothing_and_is_just_released():
+    h = holds()
+    h.apply(update(T0 + 2 * HOUR_MS), now=0.0)
+    h.tracker.fill(SYMBOL, [], T0 + HOUR_MS)  # the reconnect's REST catch-up filled T0+1h
+    assert h.plan_backfill(SYMBOL, T0 + 5 * HOUR_MS) == BackfillPlan(SYMBOL, 0)
+    released = h.release(SYMBOL, now=1.0)
+    assert starts(released) == [("opened", T0 + 2 * HOUR_MS), ("closed", T0 + 2 * HOUR_MS)]
+    assert h.holding == []
 
 
 def test_updates_dated_after_the_venue_s_clock_are_dropped_and_plan_nothing():

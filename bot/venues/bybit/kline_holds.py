@@ -43,7 +43,9 @@ class BackfillPlan:
 class KlineHolds:
     """The per-symbol holds of one stream, in front of its :class:`KlineTracker`."""
 
-    def __init__(self, tracker: KlineTracker, step_ms: int, grace_s: float = REORDER_GRACE_S):
+    def __init__(
+        self, tracker: KlineTracker, step_ms: int, grace_s: float = REORDER_GRACE_S
+    ) -> None:
         self.tracker = tracker
         self.step = step_ms
         self.grace_s = grace_s
