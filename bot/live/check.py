@@ -27,10 +27,10 @@ from bot.feeds.loaders import align
 from bot.live.daemon import stored_fill
 from bot.live.preflight import AccountSnapshot
 from bot.live.wallet_check import (
-    BASELINE_EVENT,
     SETTLE_COIN,
-    WalletBaseline,
     booked_balance,
+    latest_baseline,
+    settle_balance,
     tolerance,
 )
 from bot.store import Store
@@ -152,15 +152,12 @@ def wallet_line(
 ) -> str:
     """The wallet's change since the run's baseline against its books' (see
     :mod:`bot.live.wallet_check`), as one line."""
-    stored = [e["detail"] for e in store.events(run_id) if e["kind"] == BASELINE_EVENT]
-    if not stored:
+    baseline = latest_baseline(store.events(run_id))
+    if baseline is None:
         return "wallet: no baseline yet (the run has not traded live)"
-    coin = snapshot.wallet.coin(SETTLE_COIN)
-    wallet = coin.wallet_balance if coin is not None else 0.0
-    baseline = WalletBaseline.from_detail(stored[-1])
+    wallet = settle_balance(snapshot.wallet)
     mine = [p for p in snapshot.positions if p.symbol in ticks]
-    booked = booked_balance(math.fsum(f.cash_flow for f in fills), mine, ticks)
-    expected = baseline.wallet + booked - baseline.booked
+    expected = baseline.expected(booked_balance(math.fsum(f.cash_flow for f in fills), mine, ticks))
     if abs(wallet - expected) <= tolerance(mine, ticks):
         return f"wallet: {wallet:,.4f} {SETTLE_COIN}, moved as the run's books say"
     return (f"wallet: {wallet:,.4f} {SETTLE_COIN}, the run's books imply {expected:,.4f} "

@@ -45,6 +45,8 @@ from bot.live.wallet_check import (
     WalletBaseline,
     WalletWatch,
     booked_balance,
+    latest_baseline,
+    settle_balance,
     tolerance,
 )
 from bot.paper.daemon import PaperDaemon, StartupError, _Run
@@ -519,22 +521,17 @@ class LiveDaemon(PaperDaemon):
     # -- the wallet ------------------------------------------------------------------------------
     async def _wallet_balance(self) -> float:
         """The settle coin's wallet balance (unrealised PnL left out)."""
-        wallet = await self.trader.wallet()
-        coin = wallet.coin(self.trader.settle_coin)
-        return coin.wallet_balance if coin is not None else 0.0
+        return settle_balance(await self.trader.wallet(), self.trader.settle_coin)
 
     def _booked(self, positions: list[Position]) -> float:
         return booked_balance(self._flows, positions, self.symbols)
 
-    async def _start_wallet_watch(self, store: Store, run: _Run, positions: list[Position]):
+    async def _start_wallet_watch(self, store: Store, run: _Run, positions: list[Position]) -> None:
         """The wallet baseline: the run's stored one (restarts keep it, so money that moved
         while the daemon was down is found), else the wallet and the books as they are now."""
-        events = await asyncio.to_thread(store.events, run.run_id)
-        stored = [e["detail"] for e in events if e["kind"] == BASELINE_EVENT]
+        baseline = latest_baseline(await asyncio.to_thread(store.events, run.run_id))
         wallet = await self._wallet_balance()
-        if stored:
-            baseline = WalletBaseline.from_detail(stored[-1])
-        else:
+        if baseline is None:
             baseline = WalletBaseline(wallet, self._booked(positions))
             await self._store_baseline(store, run, baseline)
         self._wallet = WalletWatch(baseline)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.venues.bybit.private_records import Position
+from bot.venues.bybit.private_records import Position, Wallet
 
 #: the smallest drift recorded, in the settle coin: fees are charged to 8 decimals, so
 #: anything below a cent is rounding, not money that moved
@@ -42,6 +42,22 @@ class WalletBaseline:
     @classmethod
     def from_detail(cls, detail: Mapping[str, Any]) -> WalletBaseline:
         return cls(float(detail["wallet"]), float(detail["booked"]))
+
+    def expected(self, booked: float) -> float:
+        """The wallet balance the run's books imply now (``booked``: its booked balance)."""
+        return self.wallet + booked - self.booked
+
+
+def latest_baseline(events: Iterable[Mapping[str, Any]]) -> WalletBaseline | None:
+    """The latest baseline among a run's stored events; None before it traded live."""
+    stored = [e["detail"] for e in events if e["kind"] == BASELINE_EVENT]
+    return WalletBaseline.from_detail(stored[-1]) if stored else None
+
+
+def settle_balance(wallet: Wallet, coin: str = SETTLE_COIN) -> float:
+    """The settle coin's wallet balance (unrealised PnL left out); 0 when the account has none."""
+    found = wallet.coin(coin)
+    return found.wallet_balance if found is not None else 0.0
 
 
 def booked_balance(
@@ -82,7 +98,7 @@ class WalletWatch:
         self._suspect: float | None = None  # a drift seen once, not yet confirmed
 
     def check(self, wallet: float, booked: float, allowed: float) -> WalletDrift | None:
-        expected = self.baseline.wallet + booked - self.baseline.booked
+        expected = self.baseline.expected(booked)
         drift = wallet - expected
         if abs(drift) <= allowed:
             self._suspect = None

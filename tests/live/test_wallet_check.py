@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from bot.live.wallet_check import (
+    BASELINE_EVENT,
     FLOOR_USDT,
     WalletBaseline,
     WalletWatch,
     booked_balance,
+    latest_baseline,
     tolerance,
 )
 from bot.venues.bybit.private_records import Position
@@ -77,3 +79,15 @@ def test_a_drift_within_the_tolerance_is_rounding():
 def test_the_baseline_survives_as_an_event_detail():
     baseline = WalletBaseline(100_123.456789, -42.5)
     assert WalletBaseline.from_detail(baseline.detail()) == baseline
+
+
+def test_the_latest_stored_baseline_is_the_one_in_force():
+    events = [
+        {"kind": "halted", "detail": {}},
+        {"kind": BASELINE_EVENT, "detail": WalletBaseline(100.0, 0.0).detail()},
+        {"kind": "reconcile_drift", "detail": {"store": 1}},
+        {"kind": BASELINE_EVENT, "detail": WalletBaseline(125.0, -3.0).detail()},
+    ]
+    assert latest_baseline(events) == WalletBaseline(125.0, -3.0)
+    assert latest_baseline(events[:1]) is None
+    assert WalletBaseline(125.0, -3.0).expected(booked=7.0) == pytest.approx(135.0)
