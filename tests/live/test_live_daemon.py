@@ -5,6 +5,7 @@ the bars it stored, and a restart rebuilds the portfolio from the stored executi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from decimal import Decimal
@@ -172,6 +173,19 @@ async def wait_until(condition, what: str, timeout_s: float = 120) -> None:
         await asyncio.sleep(0.05)
 
 
+@contextlib.asynccontextmanager
+async def in_background(daemon: LiveDaemon):
+    """``daemon.run()`` as a task for the block; cancelled on the way out if still running
+    (a failed assertion must not leave a daemon trading into the next test)."""
+    task = asyncio.create_task(daemon.run())
+    try:
+        yield task
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
 async def trading(store: Store, fills: int = 1) -> str:
     """The id of the store's one run, once it has stored ``fills`` executions."""
 
@@ -190,33 +204,29 @@ async def test_a_halt_by_hand_flattens_from_the_exchange_s_positions_and_survive
     config = settings(tmp_path, until_hours=400)
     async with ExchangeServer(config) as server:
         daemon = daemon_for(config, server, new_run=True, reconcile_interval_s=0.2)
-        task = asyncio.create_task(daemon.run())
-        store = Store(config.store.url)
-        try:
-            run_id = await trading(store)
-            assert "flattens and halts" in request_halt(store, run_id, int(time.time() * 1000))
-            await wait_until(
-                lambda: any(e["kind"] == "halted" for e in store.events(run_id)), "it halts"
-            )
-            assert not any(p.size for p in account(server).positions.values())
-            orders = len(account(server).orders)
-            await asyncio.sleep(1.0)  # bars keep closing: a halted run decides no more
-            assert len(account(server).orders) == orders
-            daemon.stop.set()
-            await asyncio.wait_for(task, 120)
+        with Store(config.store.url) as store:
+            async with in_background(daemon) as task:
+                run_id = await trading(store)
+                now = int(time.time() * 1000)
+                assert "flattens and halts" in request_halt(store, run_id, now)
+                await wait_until(
+                    lambda: any(e["kind"] == "halted" for e in store.events(run_id)), "it halts"
+                )
+                assert not any(p.size for p in account(server).positions.values())
+                orders = len(account(server).orders)
+                await asyncio.sleep(1.0)  # bars keep closing: a halted run decides no more
+                assert len(account(server).orders) == orders
+                daemon.stop.set()
+                await asyncio.wait_for(task, 120)
 
             again = daemon_for(config, server, reconcile_interval_s=0.2)
-            task = asyncio.create_task(again.run())
-            await wait_until(lambda: again.engine is not None and again.engine.risk.halted,
-                             "the restarted daemon halts again")  # fmt: skip
-            await asyncio.sleep(1.0)
-            assert len(account(server).orders) == orders
-            again.stop.set()
-            assert await asyncio.wait_for(task, 120) == run_id
-        finally:
-            if not task.done():
-                task.cancel()
-            store.close()
+            async with in_background(again) as task:
+                await wait_until(lambda: again.engine is not None and again.engine.risk.halted,
+                                 "the restarted daemon halts again")  # fmt: skip
+                await asyncio.sleep(1.0)
+                assert len(account(server).orders) == orders
+                again.stop.set()
+                assert await asyncio.wait_for(task, 120) == run_id
 
 
 def wallet_drifts(store: Store, run_id: str) -> list[dict]:
@@ -233,37 +243,32 @@ async def test_money_moved_outside_the_run_is_a_wallet_drift_recorded_once_acros
     config = settings(tmp_path, until_hours=400)
     async with ExchangeServer(config) as server:
         daemon = daemon_for(config, server, new_run=True, reconcile_interval_s=0.2)
-        task = asyncio.create_task(daemon.run())
-        store = Store(config.store.url)
-        try:
-            run_id = await trading(store, fills=3)
-            await asyncio.sleep(1.0)  # several reconciliations of a run that trades
-            assert wallet_drifts(store, run_id) == []
-            account(server).wallet += Decimal("25")
-            await wait_until(lambda: wallet_drifts(store, run_id), "the transfer is found")
-            await asyncio.sleep(1.0)  # reconciliations go on: the same drift is not recorded
-            (drift,) = wallet_drifts(store, run_id)
-            assert drift["action"] == "recorded"
-            assert drift["exchange"] - drift["store"] == pytest.approx(25.0, abs=0.02)
-            assert not task.done()  # the run trades on
-            daemon.stop.set()
-            assert await asyncio.wait_for(task, 120) == run_id
-            assert_books_equal(server, daemon, store, run_id)
+        with Store(config.store.url) as store:
+            async with in_background(daemon) as task:
+                run_id = await trading(store, fills=3)
+                await asyncio.sleep(1.0)  # several reconciliations of a run that trades
+                assert wallet_drifts(store, run_id) == []
+                account(server).wallet += Decimal("25")
+                await wait_until(lambda: wallet_drifts(store, run_id), "the transfer is found")
+                await asyncio.sleep(1.0)  # reconciliations go on: the drift is recorded once
+                (drift,) = wallet_drifts(store, run_id)
+                assert drift["action"] == "recorded"
+                assert drift["exchange"] - drift["store"] == pytest.approx(25.0, abs=0.02)
+                assert not task.done()  # the run trades on
+                daemon.stop.set()
+                assert await asyncio.wait_for(task, 120) == run_id
+                assert_books_equal(server, daemon, store, run_id)
 
             account(server).wallet -= Decimal("10")  # while no daemon runs
             again = daemon_for(config, server, reconcile_interval_s=0.2)
-            task = asyncio.create_task(again.run())
-            await wait_until(lambda: len(wallet_drifts(store, run_id)) == 2,
-                             "the restarted daemon finds the withdrawal")  # fmt: skip
-            later = wallet_drifts(store, run_id)[1]
-            assert later["exchange"] - later["store"] == pytest.approx(-10.0, abs=0.02)
-            again.stop.set()
-            assert await asyncio.wait_for(task, 120) == run_id
+            async with in_background(again) as task:
+                await wait_until(lambda: len(wallet_drifts(store, run_id)) == 2,
+                                 "the restarted daemon finds the withdrawal")  # fmt: skip
+                later = wallet_drifts(store, run_id)[1]
+                assert later["exchange"] - later["store"] == pytest.approx(-10.0, abs=0.02)
+                again.stop.set()
+                assert await asyncio.wait_for(task, 120) == run_id
             assert len(wallet_drifts(store, run_id)) == 2
-        finally:
-            if not task.done():
-                task.cancel()
-            store.close()
 
 
 @pytest.mark.slow
@@ -284,22 +289,17 @@ async def test_a_resting_order_placed_while_trading_stops_the_run(tmp_path):
     config = settings(tmp_path, until_hours=400)
     async with ExchangeServer(config) as server:
         daemon = daemon_for(config, server, new_run=True, reconcile_interval_s=0.2)
-        task = asyncio.create_task(daemon.run())
-        store = Store(config.store.url)
-        try:
-            run_id = await trading(store)
-            order = server.state.private.manual_order("bot", "CCCUSDT", "Sell", resting=True)
-            # the order topic tells first; the periodic listing of open orders would too (the
-            # subject is the same, so it is recorded once)
-            with pytest.raises(ReconcileError, match=rf"{order.order_id}.*CCCUSDT.*--adopt"):
-                await asyncio.wait_for(task, 120)
+        with Store(config.store.url) as store:
+            async with in_background(daemon) as task:
+                run_id = await trading(store)
+                order = server.state.private.manual_order("bot", "CCCUSDT", "Sell", resting=True)
+                # the order topic tells first; the periodic listing of open orders would too
+                # (the subject is the same, so it is recorded once)
+                with pytest.raises(ReconcileError, match=rf"{order.order_id}.*CCCUSDT.*--adopt"):
+                    await asyncio.wait_for(task, 120)
             subjects = [d["subject"] for d in store.drifts(run_id)]
             assert subjects == [f"order:{order.order_id}"]
             assert store.lease_holder(run_id) is None  # handed back on the way out
-        finally:
-            if not task.done():
-                task.cancel()
-            store.close()
 
 
 @pytest.mark.slow
@@ -309,25 +309,20 @@ async def test_a_reconciliation_the_exchange_cannot_answer_is_skipped_and_the_ru
     config = settings(tmp_path, until_hours=400)
     async with ExchangeServer(config) as server:
         daemon = daemon_for(config, server, new_run=True, reconcile_interval_s=0.2)
-        task = asyncio.create_task(daemon.run())
-        store = Store(config.store.url)
-        try:
-            run_id = await trading(store)
-            positions = daemon.trader.positions
+        with Store(config.store.url) as store:
+            async with in_background(daemon) as task:
+                run_id = await trading(store)
+                positions = daemon.trader.positions
 
-            async def unavailable(symbol=None):
-                raise BybitHTTPError(503, "Service Unavailable", "/v5/position/list")
+                async def unavailable(symbol=None):
+                    raise BybitHTTPError(503, "Service Unavailable", "/v5/position/list")
 
-            daemon.trader.positions = unavailable  # the exchange's REST is down for a while
-            await wait_until(lambda: daemon.reconcile_failures >= 3, "checks are skipped")
-            assert not task.done()  # not fatal
-            daemon.trader.positions = positions
-            fills = len(store.fills(run_id))
-            await wait_until(lambda: len(store.fills(run_id)) > fills, "it trades on")
-            daemon.stop.set()
-            assert await asyncio.wait_for(task, 120) == run_id
-            assert_books_equal(server, daemon, store, run_id)
-        finally:
-            if not task.done():
-                task.cancel()
-            store.close()
+                daemon.trader.positions = unavailable  # the exchange's REST is down a while
+                await wait_until(lambda: daemon.reconcile_failures >= 3, "checks are skipped")
+                assert not task.done()  # not fatal
+                daemon.trader.positions = positions
+                fills = len(store.fills(run_id))
+                await wait_until(lambda: len(store.fills(run_id)) > fills, "it trades on")
+                daemon.stop.set()
+                assert await asyncio.wait_for(task, 120) == run_id
+                assert_books_equal(server, daemon, store, run_id)

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from backtest.parity import backtest_of_run, compare_runs
+from bot.config import Settings
 from bot.core.timeutil import HOUR_MS
 from bot.exchange.server import ExchangeServer
 from bot.live.daemon import LiveDaemon
@@ -91,6 +92,18 @@ async def resume_when_subscribed(server: ExchangeServer) -> None:
     while not server.state.sessions and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     server.state.clock.resume()
+
+
+async def resume_here(config: Settings, server: ExchangeServer, run_id: str) -> LiveDaemon:
+    """Resume ``run_id`` in this process and run it to ``paper.until``, market time running
+    again once it subscribed; the daemon, for the checks."""
+    daemon = daemon_for(config, server, run_id=run_id, resend_window_s=RESEND_WINDOW_S)
+    resume = asyncio.create_task(resume_when_subscribed(server))
+    try:
+        assert await asyncio.wait_for(daemon.run(), 300) == run_id
+    finally:
+        resume.cancel()
+    return daemon
 
 
 async def gone(server: ExchangeServer) -> None:
@@ -172,12 +185,7 @@ async def test_a_crash_at_a_named_point_of_an_order_leaves_equal_books(tmp_path,
             assert_hazard(point, crash, server, store, run_id)
             decided = len(store.decisions(run_id))
 
-        daemon = daemon_for(config, server, run_id=run_id, resend_window_s=RESEND_WINDOW_S)
-        resume = asyncio.create_task(resume_when_subscribed(server))
-        try:
-            assert await asyncio.wait_for(daemon.run(), 300) == run_id
-        finally:
-            resume.cancel()
+        daemon = await resume_here(config, server, run_id)
         with Store(config.store.url) as store:
             assert len(store.decisions(run_id)) > decided, "the restarted daemon traded on"
             (row,) = [o for o in store.order_ledger(run_id)
@@ -247,12 +255,7 @@ async def test_ten_random_sigkills_while_trading_leave_equal_books(tmp_path):
             last = config.model_copy(update={"paper": config.paper.model_copy(
                 update={"until": str(until)})})  # fmt: skip
             decided = len(await asyncio.to_thread(store.decisions, run_id))
-            daemon = daemon_for(last, server, run_id=run_id, resend_window_s=RESEND_WINDOW_S)
-            resume = asyncio.create_task(resume_when_subscribed(server))
-            try:
-                assert await asyncio.wait_for(daemon.run(), 300) == run_id
-            finally:
-                resume.cancel()
+            daemon = await resume_here(last, server, run_id)
             assert await asyncio.to_thread(the_run, store) == run_id
             assert len(await asyncio.to_thread(store.decisions, run_id)) > decided
             assert any(in_flight_at_kill), f"no kill caught an order in flight: {in_flight_at_kill}"
