@@ -212,6 +212,27 @@ class VenueConfig(_Section):
     catchup_s: float = Field(30.0, gt=0, le=3600)
 
 
+class ModelsConfig(_Section):
+    """How the models compute in every command that runs one (backtest, paper, live, train,
+    demo, explain)."""
+
+    # torch's intra-op CPU threads; 0: automatic (see torch_threads)
+    threads: int = Field(0, ge=0, le=1024)
+
+    def torch_threads(self, cpus: int | None = None) -> int:
+        """The thread count to give torch: ``threads``, or automatically one on a machine of
+        up to four cores, else half the cores (at most eight).
+
+        A decision is one small forward pass. Its threads wait for each other at every
+        operator, and on a small machine shared with other work (the daemon's own event loop,
+        a backtest next to it) a waiting thread is often descheduled: two threads on a busy
+        two-core machine ran up to 75 times slower than one."""
+        if self.threads:
+            return self.threads
+        cpus = cpus or os.cpu_count() or 1
+        return 1 if cpus <= 4 else min(cpus // 2, 8)
+
+
 class PaperConfig(_Section):
     heartbeat_s: float = Field(60.0, gt=0, le=DAY_MS / 1000)  # a status line this often
     until: TimeText = None  # stop after the step closing at this time (tests, demos)
@@ -434,7 +455,7 @@ class TrainSettings(_Section):
     patience: int | None = Field(None, ge=1)
     seed: int = Field(7, ge=0, le=MAX_SEED)
     device: str = "auto"  # auto: CUDA when available
-    threads: int = Field(0, ge=0, le=1024)  # CPU threads for torch; 0: torch's default
+    threads: int = Field(0, ge=0, le=1024)  # torch's CPU threads to train; 0: [models] threads
     cross_asset: dict[str, FiniteData] = Field(default_factory=dict)
     stockformer: dict[str, FiniteData] = Field(default_factory=dict)
     multiscale: dict[str, FiniteData] = Field(default_factory=dict)
@@ -462,6 +483,7 @@ class Settings(_Section):
     store: StoreConfig = StoreConfig()
     venue: VenueConfig = VenueConfig()
     paper: PaperConfig = PaperConfig()
+    models: ModelsConfig = ModelsConfig()
     exchange: ExchangeConfig = ExchangeConfig()
     live: LiveConfig = LiveConfig()
     strategies: list[StrategyConfig] = Field(min_length=1)

@@ -13,6 +13,7 @@ from bot.cli.common import (
     HISTORY_FLAGS,
     Overrides,
     UsageError,
+    apply_torch_threads,
     flag_overrides,
     parse_params,
     settings_from,
@@ -64,6 +65,7 @@ def overrides(args: argparse.Namespace) -> Overrides:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, overrides(args))
+    apply_torch_threads(settings)
     needs_store = not args.no_store or settings.data.source == "store"
     store = Store(settings.store.url) if needs_store else None
     try:

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bot.config import (
     ConfigError,
     Settings,
@@ -108,6 +110,16 @@ def settings_from(args: argparse.Namespace, overrides: Mapping[str, Any] | None 
         raise ConfigError(f"{path}: config file not found (pass --config FILE)")
     flags = overrides.flags if isinstance(overrides, Overrides) else None
     return load_settings(path, overrides, flags)
+
+
+def apply_torch_threads(settings: Settings, threads: int = 0) -> int:
+    """Give torch ``[models] threads`` (``threads`` instead when set, e.g. ``train.threads``)
+    for the whole process, before any model computes; returns the count. Every command that
+    runs a model calls it first: torch's default, a thread per core, is what makes small
+    forward passes on a busy machine many times slower (see ``ModelsConfig``)."""
+    count = threads or settings.models.torch_threads()
+    torch.set_num_threads(count)
+    return count
 
 
 def store_url(args: argparse.Namespace) -> str:

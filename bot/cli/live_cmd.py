@@ -15,7 +15,13 @@ import asyncio
 import logging
 import time
 
-from bot.cli.common import Overrides, UsageError, flag_overrides, settings_from
+from bot.cli.common import (
+    Overrides,
+    UsageError,
+    apply_torch_threads,
+    flag_overrides,
+    settings_from,
+)
 from bot.config import MAINNET_TOKEN, Settings
 from bot.live.check import check_account, reconcile_lines
 from bot.live.daemon import LiveDaemon
@@ -79,6 +85,7 @@ def credentials(settings: Settings) -> Credentials:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, overrides(args))
+    apply_torch_threads(settings)
     if args.verbose == 0:
         logging.getLogger("bot").setLevel(logging.INFO)
     if args.action == "halt":

@@ -6,7 +6,13 @@ import argparse
 import asyncio
 import logging
 
-from bot.cli.common import Overrides, UsageError, flag_overrides, settings_from
+from bot.cli.common import (
+    Overrides,
+    UsageError,
+    apply_torch_threads,
+    flag_overrides,
+    settings_from,
+)
 from bot.paper.daemon import PaperDaemon, StartupError
 from bot.venues.bybit.stream import SubscriptionError
 
@@ -38,6 +44,7 @@ def overrides(args: argparse.Namespace) -> Overrides:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, overrides(args))
+    apply_torch_threads(settings)
     if args.verbose == 0:  # a daemon's log is its user interface: status lines by default
         logging.getLogger("bot").setLevel(logging.INFO)
     daemon = PaperDaemon(settings, new_run=args.new, run_id=args.run, force=args.force)

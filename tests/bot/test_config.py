@@ -87,7 +87,10 @@ def test_the_shipped_config_is_valid():
         ("ping_interval_s = 20.0", "ping_interval_s = 900.0",
          "venue.ping_interval_s: Input should be less than 600"),
         ("heartbeat_s = 60.0", "heartbeat_s = 1e300", "paper.heartbeat_s: Input should be less"),
-        ("threads = 0", "threads = 1000000", "train.threads: Input should be less"),
+        ("threads = 0                 # torch CPU threads to", "threads = 1000000 #",
+         "train.threads: Input should be less"),
+        ("threads = 0                 # torch CPU threads (", "threads = -1 #",
+         "models.threads: Input should be greater than or equal to 0"),
         ("seed = 7\ndevice", "seed = 4294967296\ndevice", "train.seed: Input should be less"),
         # the store: a URL SQLAlchemy can parse, of a backend the store runs on
         ('url = "sqlite:///bot.db"', 'url = "::nonsense"',
