@@ -3,25 +3,29 @@ per decision and per training sample — measured in one run and printed side by
 
 (1) Backtest decisions/s: a year of hourly decisions (2024-06-01..2025-06-01) for BTC, ETH,
     SOL, BNB and WIF (real 1h bars from $BOT_DATA_DIR, else seeded synthetic bars: the output
-    says which), each model-backed strategy with its defaults (float64 serving; ``--precision
-    float32`` for the faster one) through the engine, batched (``use_batch``: the decisions of
-    a block in chunked forward passes) and streaming (one bar at a time, the live path). The
-    engine is primed with the bars since 2024-01-12 (WIF is listed on 2024-01-11), so every
-    bar of the year is a decision. The checkpoint is the strategy-size model built by the
-    training pipeline on those earlier bars (seeded weights, normaliser fitted there) and
-    trained ``--train-epochs`` epochs: none by default, since the speed does not depend on
-    the weights and an epoch of the Stockformer takes minutes. Streaming runs the first
-    ``--streaming-rows`` bars and is extrapolated to the year (the table says so); its
-    decisions must equal the batched run's on those bars, value for value. One torch thread
-    (``--backtest-threads``): the cost per core, and on a busy machine two OpenMP threads per
-    forward pass wait for each other far longer than they compute. Blocks of 8192 rows, the
-    engine's default (``--block-rows``). Target: a year in under 60 s.
+    says which), each model-backed strategy with its defaults (float32 serving; ``--precision
+    float64`` for the other) through the engine, batched (``use_batch``: the decisions of a
+    block, features in one pass per anchor, the model one decision per forward pass) and
+    streaming (one bar at a time, the live path: features carried forward a bar, the model on
+    one decision). The engine is primed with the bars since 2024-01-12 (WIF is listed on
+    2024-01-11), so every bar of the year is a decision. The checkpoint is the strategy-size
+    model built by the training pipeline on those earlier bars (seeded weights, normaliser
+    fitted there) and trained ``--train-epochs`` epochs: none by default, since the speed does
+    not depend on the weights and an epoch of the Stockformer takes minutes. Streaming runs
+    the first ``--streaming-rows`` bars and is extrapolated to the year (the table says so);
+    each of its decisions is timed (the strategy's ``on_bar``: features, model and decision
+    rules, what the daemon waits for at a bar's close; p50/p99), and they must equal the
+    batched run's on those bars, value for value. One torch thread (``--backtest-threads``):
+    the cost per core, and on a busy machine two OpenMP threads per forward pass wait for each
+    other far longer than they compute. Blocks of 8192 rows, the engine's default
+    (``--block-rows``). Targets: a year in under 60 s; a streaming decision's p50 under 2 ms
+    for TABL and 8 ms for the cross-asset model.
 (2) Inference latency of one decision: one bar for all five symbols, i.e. ``[1, 5, T, F]`` for
     the cross-asset models and ``[5, T, F]`` (or ``{scale: [5, T_s, F]}``) for the
     single-series ones, which a strategy runs with the symbols folded into the batch. One
     thread, eval mode, through the strategies' own :class:`~strategies.model_backed.Serving`
-    (``torch.inference_mode``, dtype casts included), in float32 and in float64 (what a
-    strategy serves by default), after a warm-up: p50/p99 over ``--reps`` calls, fewer when
+    (``torch.inference_mode``, dtype casts included), in float32 (what a strategy serves by
+    default) and in float64, after a warm-up: p50/p99 over ``--reps`` calls, fewer when
     they would take longer than ``--seconds`` (the table gives the count). Target: p50 < 5 ms.
     Next to it the FLOPs of a decision (torch's ``FlopCounterMode``) and the time they take at
     45 GFLOP/s, one core's practical float32 rate (225 MFLOP ≈ 5 ms): a floor no
@@ -49,6 +53,7 @@ No number is asserted: the machine may be shared (the header prints its load ave
     .venv/bin/python bench/models.py                        # everything: ~30 min on 2 cores
     .venv/bin/python bench/models.py --models tabl,cross_asset --streaming-rows 200
     .venv/bin/python bench/models.py --quick --json out/models.json   # smoke run, < 1 min
+    .venv/bin/python bench/models.py --sections backtest        # the year and the live path
 """
 
 from __future__ import annotations
@@ -101,6 +106,7 @@ from models.pipeline import TrainOptions  # noqa: E402
 from models.registry import MODELS, build, model_class  # noqa: E402
 from models.training import CHAPTER_RECIPES, seed_everything  # noqa: E402
 from strategies.model_backed import (  # noqa: E402
+    DEFAULT_PRECISION,
     PRECISIONS,
     CrossAssetStrategy,
     ModelStrategy,
@@ -123,6 +129,9 @@ YEAR = ("2024-06-01", "2025-06-01")  # the traded year
 SEED = 7
 TARGET_P50_MS = 5.0
 TARGET_YEAR_S = 60.0
+#: p50 of a streaming decision, features included (models without one: no target)
+TARGET_STREAMING_P50_MS = {"tabl": 2.0, "cross_asset": 8.0}
+SECTIONS = ("backtest", "latency", "training")
 CORE_GFLOPS = 45.0  # one core's practical float32 rate: 225 MFLOP ≈ 5 ms
 FEE, SLIPPAGE, CASH, QTY_STEP = 0.00055, 0.0001, 100_000.0, 0.001
 QUICK = {"reps": 20, "seconds": 0.5, "min_reps": 1, "backtest_rows": 24,
@@ -237,9 +246,12 @@ def measure_latency(
     row: dict[str, Any] = {"input": shape_text(inputs), "mflop": mflop,
                            "floor_ms": mflop / CORE_GFLOPS, "threads": 1}  # fmt: skip
     unused = Normalizer(np.zeros(1), np.ones(1))  # run() takes normalised inputs
+    per_pass = samples_per_decision(model)  # as the strategies run it
     for precision in PRECISIONS:
         serving = Serving.of(model, unused, 1.0, name, precision)
-        row[precision] = time_calls(lambda s=serving: s.run(inputs), reps, seconds, min_reps)
+        row[precision] = time_calls(
+            lambda s=serving: s.run(inputs, per_pass), reps, seconds, min_reps
+        )
     return row
 
 
@@ -349,6 +361,24 @@ class Progress:
                   f"{now - self.started:.0f}s", file=sys.stderr, flush=True)  # fmt: skip
 
 
+def timed_decisions(strategy: ModelStrategy) -> list[float]:
+    """Record the seconds of each call of ``strategy.on_bar``, the engine's call at every bar
+    when streaming: what the daemon waits for between a bar's close and its orders (features,
+    model, decision rules). Returns the list the times go to."""
+    times: list[float] = []
+    decide = strategy.on_bar
+
+    def on_bar(ctx: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return decide(ctx)
+        finally:
+            times.append(time.perf_counter() - started)
+
+    strategy.on_bar = on_bar  # type: ignore[method-assign]
+    return times
+
+
 def digest(decisions: Sequence[Decision]) -> str:
     """Fingerprint of decisions' times, weights and model versions (exact float reprs)."""
     text = repr([(d.time, sorted(d.weights.items()), d.model_version) for d in decisions])
@@ -371,6 +401,7 @@ def run_backtest(
     torch.set_num_threads(threads)
     strategy = STRATEGIES[name](bars.symbols, "1h", checkpoint=str(checkpoint), precision=precision)
     engine, journal = make_engine(bars.symbols, strategy, block_rows, use_batch)
+    times = None if use_batch else timed_decisions(strategy)
     engine.prime(history)
     mode = "batched" if use_batch else "streaming"
     started = time.perf_counter()
@@ -378,11 +409,17 @@ def run_backtest(
     seconds = time.perf_counter() - started
     horizon = int(bars.starts[compare_rows - 1]) + HOUR_MS  # close of the last compared bar
     shared = [d for d in journal.decisions if d.time <= horizon]
-    return {"bars": len(bars), "seconds": seconds, "decisions": len(journal.decisions),
-            "decisions_per_second": len(journal.decisions) / seconds,
-            "fills": len(journal.fills), "threads": torch.get_num_threads(),
-            "compared": {"bars": compare_rows, "decisions": len(shared),
-                         "digest": digest(shared)}}  # fmt: skip
+    result = {"bars": len(bars), "seconds": seconds, "decisions": len(journal.decisions),
+              "decisions_per_second": len(journal.decisions) / seconds,
+              "fills": len(journal.fills), "threads": torch.get_num_threads(),
+              "precision": strategy.precision,
+              "compared": {"bars": compare_rows, "decisions": len(shared),
+                           "digest": digest(shared)}}  # fmt: skip
+    if times:
+        p50, p99 = np.percentile(np.array(times) * 1e3, [50, 99])
+        result["decision_ms"] = {"p50": float(p50), "p99": float(p99),
+                                 "max": max(times) * 1e3, "calls": len(times)}  # fmt: skip
+    return result
 
 
 # -- running the measurements ----------------------------------------------------------------
@@ -488,8 +525,9 @@ def latency_table(rows: list[dict]) -> str:
 
 def backtest_table(rows: list[dict], year_bars: int) -> str:
     headers = ["model", "decisions", "batched s", "batched dec/s", "streaming s (year)",
-               "streaming dec/s", "streaming ms/dec", "year<60s batched/streaming",
-               "same decisions", "checkpoint s", "peak RSS MB batched/streaming"]  # fmt: skip
+               "streaming dec/s", "streaming decision p50/p99 ms", "p50 target",
+               "year<60s batched/streaming", "same decisions", "checkpoint s",
+               "peak RSS MB batched/streaming"]  # fmt: skip
     lines = []
     for r in rows:
         if "error" in r:
@@ -498,10 +536,14 @@ def backtest_table(rows: list[dict], year_bars: int) -> str:
         b, s = r["batched"], r["streaming"]
         year_streaming = r["streaming_year_seconds"]
         note = "" if s["bars"] == year_bars else f" est. from {s['bars']:,} bars"
+        decision = s["decision_ms"]
+        target = TARGET_STREAMING_P50_MS.get(r["model"])
+        met = "" if target is None else f"< {target:g} ms: {yes(decision['p50'] < target)}"
         lines.append([
             r["model"], f"{b['decisions']:,}", f"{b['seconds']:.1f}",
             f"{b['decisions_per_second']:,.1f}", f"{year_streaming:.1f}{note}",
-            f"{s['decisions_per_second']:,.1f}", f"{1e3 / s['decisions_per_second']:.2f}",
+            f"{s['decisions_per_second']:,.1f}",
+            f"{decision['p50']:.2f}/{decision['p99']:.2f}", met,
             f"{yes(b['seconds'] < TARGET_YEAR_S)}/{yes(year_streaming < TARGET_YEAR_S)}",
             f"{yes(r['same_decisions'])} ({s['decisions']:,})",
             f"{r['checkpoint']['seconds']:.1f}",
@@ -583,8 +625,11 @@ def main() -> int:
     parser.add_argument(
         "--precision",
         choices=list(PRECISIONS),
-        default="float64",
-        help="the strategies' serving precision in the backtests (float64: their default)",
+        default=DEFAULT_PRECISION,
+        help="the strategies' serving precision in the backtests (default: theirs)",
+    )
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}"
     )
     parser.add_argument(
         "--train-epochs",
@@ -627,6 +672,9 @@ def main() -> int:
     unknown = [n for n in names if n not in STRATEGIES]
     if unknown:
         parser.error(f"unknown model {unknown[0]!r}; available: {', '.join(STRATEGIES)}")
+    sections = [n.strip() for n in args.sections.split(",") if n.strip()]
+    if not sections or set(sections) - set(SECTIONS):
+        parser.error(f"--sections: a comma list of {', '.join(SECTIONS)}")
 
     started = time.perf_counter()
     bars, source = load_bars(data_dir() / "bybit-linear")
@@ -647,50 +695,54 @@ def main() -> int:
           f"{settings['parent_rss_mb']:.0f} MB")  # fmt: skip
     print(f"data: {source}")
 
-    span = f"{iso(int(year.starts[0]))[:10]}..{iso(int(year.starts[-1]) + HOUR_MS)[:10]}"
-    print(f"\n(1) backtest: {len(year):,} hourly bars ({span}) × {len(SYMBOLS)} symbols, "
-          f"strategy defaults ({args.precision} serving), {args.backtest_threads} thread(s), block "
-          f"{args.block_rows} rows, primed with {len(history):,} bars; checkpoints trained "
-          f"{args.train_epochs} epochs{' (seeded weights)' if not args.train_epochs else ''}; "
-          f"target a year < {TARGET_YEAR_S:g} s", flush=True)  # fmt: skip
     backtest: list[dict] = []
-    with tempfile.TemporaryDirectory() as folder:
-        for name in names:
-            backtest.append(backtest_model(name, history, year, args, Path(folder)))
-    print(backtest_table(backtest, len(year)), flush=True)
+    if "backtest" in sections:
+        span = f"{iso(int(year.starts[0]))[:10]}..{iso(int(year.starts[-1]) + HOUR_MS)[:10]}"
+        print(f"\n(1) backtest: {len(year):,} hourly bars ({span}) × {len(SYMBOLS)} symbols, "
+              f"strategy defaults ({args.precision} serving), {args.backtest_threads} "
+              f"thread(s), block {args.block_rows} rows, primed with {len(history):,} bars; "
+              f"checkpoints trained {args.train_epochs} epochs"
+              f"{' (seeded weights)' if not args.train_epochs else ''}; target a year < "
+              f"{TARGET_YEAR_S:g} s", flush=True)  # fmt: skip
+        with tempfile.TemporaryDirectory() as folder:
+            for name in names:
+                backtest.append(backtest_model(name, history, year, args, Path(folder)))
+        print(backtest_table(backtest, len(year)), flush=True)
 
-    settings["parent_rss_mb_with_dynamo"] = preload_dynamo()
-    print(f"\n(2) inference latency per decision: 1 thread, eval, inference_mode, up to "
-          f"{args.reps} reps or {args.seconds:g} s; target p50 < {TARGET_P50_MS:g} ms; floor = "
-          f"MFLOP at {CORE_GFLOPS:g} GFLOP/s (parent RSS now "
-          f"{settings['parent_rss_mb_with_dynamo']:.0f} MB)", flush=True)  # fmt: skip
     latency: list[dict] = []
-    for name in names:
-        for size, config in sizes(name).items():
-            result = in_child(f"{name} ({size}): latency", measure_latency, name=name,
-                              config=config, reps=args.reps, seconds=args.seconds,
-                              min_reps=args.min_reps)  # fmt: skip
-            latency.append({"model": name, "size": size, **hyperparameters(name, config),
-                            **result})  # fmt: skip
-    print(latency_table(latency), flush=True)
+    if "latency" in sections:
+        settings["parent_rss_mb_with_dynamo"] = preload_dynamo()
+        print(f"\n(2) inference latency per decision: 1 thread, eval, inference_mode, up to "
+              f"{args.reps} reps or {args.seconds:g} s; target p50 < {TARGET_P50_MS:g} ms; "
+              f"floor = MFLOP at {CORE_GFLOPS:g} GFLOP/s (parent RSS now "
+              f"{settings['parent_rss_mb_with_dynamo']:.0f} MB)", flush=True)  # fmt: skip
+        for name in names:
+            for size, config in sizes(name).items():
+                result = in_child(f"{name} ({size}): latency", measure_latency, name=name,
+                                  config=config, reps=args.reps, seconds=args.seconds,
+                                  min_reps=args.min_reps)  # fmt: skip
+                latency.append({"model": name, "size": size, **hyperparameters(name, config),
+                                **result})  # fmt: skip
+        print(latency_table(latency), flush=True)
 
-    print(f"\n(3) training throughput: the chapter's optimiser on one fixed batch, up to "
-          f"{args.train_steps} steps or {args.train_seconds:g} s after a warm-up step; "
-          f"micro-batches above {args.train_memory_mb:g} MB of activations",
-          flush=True)  # fmt: skip
     training: list[dict] = []
-    thread_counts = sorted({int(t) for t in args.train_threads.split(",")})
-    for name in names:
-        for size, config in sizes(name).items():
-            for threads in thread_counts:
-                result = in_child(f"{name} ({size}, {threads} threads): training",
-                                  measure_training, name=name, config=config,
-                                  steps=args.train_steps, seconds=args.train_seconds,
-                                  batch=args.train_batch, threads=threads,
-                                  memory_mb=args.train_memory_mb)  # fmt: skip
-                training.append({"model": name, "size": size,
-                                 **hyperparameters(name, config), **result})  # fmt: skip
-    print(training_table(training), flush=True)
+    if "training" in sections:
+        print(f"\n(3) training throughput: the chapter's optimiser on one fixed batch, up to "
+              f"{args.train_steps} steps or {args.train_seconds:g} s after a warm-up step; "
+              f"micro-batches above {args.train_memory_mb:g} MB of activations",
+              flush=True)  # fmt: skip
+        thread_counts = sorted({int(t) for t in args.train_threads.split(",")})
+        for name in names:
+            for size, config in sizes(name).items():
+                for threads in thread_counts:
+                    result = in_child(f"{name} ({size}, {threads} threads): training",
+                                      measure_training, name=name, config=config,
+                                      steps=args.train_steps, seconds=args.train_seconds,
+                                      batch=args.train_batch, threads=threads,
+                                      memory_mb=args.train_memory_mb)  # fmt: skip
+                    training.append({"model": name, "size": size,
+                                     **hyperparameters(name, config), **result})  # fmt: skip
+        print(training_table(training), flush=True)
 
     seconds = time.perf_counter() - started
     settings["load_average_end"] = os.getloadavg()

@@ -64,16 +64,20 @@ class TradingModel(nn.Module):
     def forward(self, x: Any, return_attention: bool = False) -> ModelOutput:
         raise NotImplementedError
 
-    def loss(self, output: ModelOutput, target: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, output: ModelOutput, target: torch.Tensor, turnover_cost: float = 0.0
+    ) -> torch.Tensor:
         """The training loss of the head (override for models with several heads).
 
         Targets: regression — future log returns (same shape as the prediction);
         classification — class indices (0 down, 1 stationary, 2 up); direction — 1.0 for up,
         0.0 otherwise; portfolio and allocation — the next period's asset returns ``[B, A]``,
         and the loss is the negative Sharpe ratio of the resulting portfolio returns over the
-        batch (so the model learns risk-adjusted allocation, not leverage on noise).
+        batch (so the model learns risk-adjusted allocation, not leverage on noise), net
+        of ``turnover_cost`` per unit of weight traded between consecutive samples (the
+        trainer then feeds batches of consecutive decisions).
         """
-        return head_loss(self.head, output.prediction, target)
+        return head_loss(self.head, output.prediction, target, turnover_cost)
 
 
 def batch_len(inputs: Any) -> int:
@@ -89,7 +93,9 @@ def split_batch(inputs: Any, size: int) -> list[Any]:
     return list(inputs.split(size))
 
 
-def head_loss(head: Head, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def head_loss(
+    head: Head, prediction: torch.Tensor, target: torch.Tensor, turnover_cost: float = 0.0
+) -> torch.Tensor:
     if head == "regression":
         return nn.functional.mse_loss(prediction, target)
     if head == "classification":
@@ -100,5 +106,8 @@ def head_loss(head: Head, prediction: torch.Tensor, target: torch.Tensor) -> tor
         return nn.functional.binary_cross_entropy_with_logits(prediction, target.float())
     if head in ("portfolio", "allocation"):
         returns = (prediction * target).sum(dim=-1)  # one portfolio return per sample
+        if turnover_cost > 0 and len(prediction) > 1:  # samples are consecutive decisions
+            traded = (prediction[1:] - prediction[:-1]).abs().sum(dim=-1)
+            returns = returns[1:] - turnover_cost * traded
         return -returns.mean() / (returns.std(unbiased=False) + 1e-8)
     raise ValueError(f"unknown head {head!r}")

@@ -12,6 +12,15 @@ from different starting bars once :attr:`FeatureSpec.warmup` bars have passed (t
 an EMA's initial value decays below 1e-9 well within it). Values are NaN until a feature has
 the history it needs.
 
+A model decides on a window of feature rows, and a backtest must compute exactly the window
+the live bot computed, whichever replay block or run the decision falls in. So a window's
+features start from an **anchor** that depends only on bar times: the first bar at or after the
+latest multiple of ``anchor_period`` bar intervals since the epoch that lies at least
+``warmup`` bars before the window (:meth:`FeatureSpec.anchors`). A backtest computes each
+anchor's recursion once for all the decisions that use it (:meth:`FeatureSpec.windows`); the
+live bot carries every anchor's recursion forward one bar at a time
+(:class:`DecisionFeatures`): the same steps on the same bars, so the same bits.
+
 The default set is the cross-asset chapter's six (log return, intraday return, range, relative
 volume, RSI(14), MACD); the others (volatility, momentum, close position, MA ratios, funding
 rate) are named in a :class:`FeatureSpec`. Order-book features come from book snapshots in
@@ -29,7 +38,10 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 OPEN, HIGH, LOW, CLOSE, VOLUME = range(5)
-WINDOW_CHUNK = 256  # decision windows featurised per pass (bounds the memory of a backtest)
+WINDOW_CHUNK = 256  # anchors featurised per pass (bounds the memory of a backtest)
+#: Bars between the anchors recursive features restart from. Larger: fewer recursions to carry
+#: live (about 1 + (window + warm-up) / this many), but as many more bars of history needed.
+ANCHOR_PERIOD = 256
 DEFAULT_FEATURES = (
     "log_return", "intraday_return", "range", "relative_volume", "rsi_14", "macd",
 )  # fmt: skip
@@ -401,29 +413,72 @@ class FeatureSpec:
         fresh = FeatureSpec(self.names, self.version)  # batch runs use no live state
         return np.stack([f.batch(ohlcv, funding) for f in fresh.features], axis=-1)
 
-    def windows(self, ohlcv: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
-        """``[B, length, A, F]``: the features of the ``length`` rows ending at each of ``ends``,
-        each computed from only the ``length + warmup`` bars ending there.
+    @property
+    def anchor_period(self) -> int:
+        """Bars between the anchors a window's features start from: :data:`ANCHOR_PERIOD` with
+        a recursive feature; 1 without one (a window then starts exactly ``warmup`` bars
+        before its first row: finite windows need no more, and their short recomputation
+        costs less than carrying a recursion per window live)."""
+        return ANCHOR_PERIOD if any(f.recursive for f in self.features) else 1
 
-        A decision's inputs then depend on its own stretch of bars and nothing before it, so a
+    @property
+    def lead(self) -> int:
+        """Bars of history a decision window needs before its first row: the warm-up, and up
+        to ``anchor_period - 1`` more back to its anchor."""
+        return self.warmup + self.anchor_period - 1
+
+    def anchors(
+        self, starts: np.ndarray, ends: np.ndarray, length: int, interval_ms: int
+    ) -> np.ndarray:
+        """The row of each window's anchor (see the module docstring): the first bar at or
+        after the latest multiple of ``anchor_period × interval_ms`` (epoch ms) that is at
+        most the start of the bar ``warmup`` rows before the window (``length`` rows ending at
+        each of ``ends``; bar open times ``starts``). A function of bar times only."""
+        grid = self.anchor_period * interval_ms
+        latest = np.asarray(starts[np.asarray(ends) - length + 1 - self.warmup], dtype=np.int64)
+        return np.searchsorted(starts, latest - latest % grid)
+
+    def windows(
+        self,
+        ohlcv: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        length: int,
+        interval_ms: int,
+    ) -> np.ndarray:
+        """``[B, length, A, F]``: the features of the ``length`` rows ending at each of ``ends``
+        of ``ohlcv[T, A, 5]`` (bar open times ``starts``), each computed from its anchor on.
+
+        A decision's inputs then depend on bar times and on the bars from its anchor to its
+        end only, never on the other windows of the pass or on where the history begins, so a
         block of decisions computed at once equals the same decisions computed one at a time,
-        bit for bit (every feature works column by column). Bars missing inside a stretch are
-        filled from the stretch's previous close (:func:`fill_gaps`)."""
-        span = length + self.warmup
+        bit for bit: the anchors' recursions run side by side as columns and every feature
+        works column by column. Bars missing after an anchor are filled from the previous
+        close since the anchor (:func:`fill_gaps`)."""
+        span = length + self.lead
         ends = np.asarray(ends, dtype=np.int64)
         if len(ends) and ends.min() < span - 1:
             raise ValueError(f"a window needs {span} bars; row {ends.min()} has fewer before it")
         n_assets = ohlcv.shape[1]
         out = np.empty((len(ends), length, n_assets, self.size), dtype=np.float64)
-        offsets = np.arange(span) - span + 1
-        for lo in range(0, len(ends), WINDOW_CHUNK):
-            part = ends[lo : lo + WINDOW_CHUNK]
-            bars = ohlcv[part[:, None] + offsets[None, :]]  # [b, span, A, 5]
-            stacked = bars.transpose(1, 0, 2, 3).reshape(span, len(part) * n_assets, 5)
-            features = self.batch(fill_gaps(stacked))[self.warmup :]  # [length, b*A, F]
-            out[lo : lo + len(part)] = features.reshape(
-                length, len(part), n_assets, self.size
-            ).transpose(1, 0, 2, 3)
+        if not len(ends):
+            return out
+        firsts, anchor_of = np.unique(
+            self.anchors(starts, ends, length, interval_ms), return_inverse=True
+        )
+        lasts = np.zeros(len(firsts), dtype=np.int64)
+        np.maximum.at(lasts, anchor_of, ends)
+        for lo in range(0, len(firsts), WINDOW_CHUNK):
+            first, last = firsts[lo : lo + WINDOW_CHUNK], lasts[lo : lo + WINDOW_CHUNK]
+            rows = int((last - first).max()) + 1
+            # past an anchor's last decision: whatever bars follow (no feature looks ahead)
+            index = np.minimum(first[:, None] + np.arange(rows), len(ohlcv) - 1)
+            stacked = ohlcv[index].transpose(1, 0, 2, 3).reshape(rows, len(first) * n_assets, 5)
+            features = self.batch(fill_gaps(stacked)).reshape(rows, len(first), n_assets, -1)
+            mine = np.flatnonzero((anchor_of >= lo) & (anchor_of < lo + len(first)))
+            column = anchor_of[mine] - lo
+            offset = ends[mine] - length + 1 - first[column]  # window start, from the anchor
+            out[mine] = features[offset[:, None] + np.arange(length), column[:, None]]
         return out
 
     def stream(self) -> FeatureStream:
@@ -456,6 +511,100 @@ class FeatureStream:
         if funding is None:
             funding = np.zeros(bar.shape[0])
         return np.stack([f.update(bar, funding) for f in self.spec.features], axis=-1)
+
+
+class _AnchorRun:
+    """The features from one anchor on, a bar at a time: the live side of one anchor's column
+    in :meth:`FeatureSpec.windows` (its gaps filled as :func:`fill_gaps` fills them)."""
+
+    def __init__(self, spec: FeatureSpec, length: int) -> None:
+        self.stream = spec.stream()
+        self.rows: deque[np.ndarray] = deque(maxlen=length)  # the latest feature rows
+        self.fed = 0  # bars consumed from the anchor's bar on
+        self._close: np.ndarray | None = None  # latest close since the anchor (NaN: none)
+
+    def feed(self, bars: np.ndarray) -> None:
+        """Consume ``bars[n, A, 5]`` (copied: the caller's may be views of a ring buffer)."""
+        for view in bars:
+            bar = np.array(view, dtype=float)
+            if self._close is None:
+                self._close = np.full(len(bar), np.nan)
+            missing = np.isnan(bar[:, CLOSE])
+            if missing.any():
+                bar[missing, :VOLUME] = self._close[missing, None]
+                bar[missing, VOLUME] = 0.0
+            self._close = bar[:, CLOSE].copy()
+            self.rows.append(self.stream.update(bar))
+        self.fed += len(bars)
+
+
+class DecisionFeatures:
+    """The features of one strategy's decision windows (``length`` rows of bars of
+    ``interval_ms``): a replay block's at once, or the live bot's one decision at a time.
+
+    A block goes through :meth:`FeatureSpec.windows`. A single decision (the live path)
+    carries each anchor's recursion forward from the previous decision instead of recomputing
+    the window and its warm-up: O(anchors alive) feature steps a bar rather than thousands, and
+    the same steps on the same bars as the block's columns, so the same bits. The bars consumed
+    are checked against the history at every decision; a bar backfilled or corrected since
+    makes the recursions restart from the history (as a restarted daemon's do)."""
+
+    def __init__(self, spec: FeatureSpec, length: int, interval_ms: int) -> None:
+        self.spec, self.length, self.interval_ms = spec, length, interval_ms
+        self._runs: dict[int, _AnchorRun] = {}  # anchor time (epoch ms) → its recursion
+        self._seen_starts = np.zeros(0, dtype=np.int64)  # bars the runs consumed, oldest
+        self._seen = np.zeros((0, 0, 5))  # anchor's on: their open times and values
+
+    def windows(self, ohlcv: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """``[B, length, A, F]`` for the windows ending at rows ``ends`` of ``ohlcv[T, A, 5]``
+        (bar open times ``starts``), as :meth:`FeatureSpec.windows` computes them."""
+        ends = np.asarray(ends, dtype=np.int64)
+        if len(ends) == 1 and self.spec.anchor_period > 1:
+            latest = self._latest(ohlcv, starts, int(ends[0]))
+            if latest is not None:
+                return latest[None]
+        return self.spec.windows(ohlcv, starts, ends, self.length, self.interval_ms)
+
+    def _latest(self, ohlcv: np.ndarray, starts: np.ndarray, end: int) -> np.ndarray | None:
+        """The window ending at row ``end`` from the carried recursions; None when they are
+        past it already (an earlier decision asked again: the block path answers that)."""
+        spec, length = self.spec, self.length
+        if end < length + spec.lead - 1:
+            return None  # the block path says what is missing
+        grid = spec.anchor_period * self.interval_ms
+        oldest = int(starts[end - length + 1 - spec.warmup])
+        oldest -= oldest % grid
+        newest = int(starts[end]) - int(starts[end]) % grid
+        for anchor in [a for a in self._runs if a < oldest]:
+            del self._runs[anchor]  # no later decision starts from it
+        consumed = self._consumed(ohlcv, starts, oldest)
+        if consumed is None:
+            self._runs.clear()  # restart from the history
+        elif consumed > end + 1:
+            return None
+        for anchor in range(oldest, newest + 1, grid):
+            run = self._runs.setdefault(anchor, _AnchorRun(spec, length))
+            first = int(np.searchsorted(starts, anchor)) + run.fed
+            run.feed(ohlcv[first : end + 1])
+        first = int(np.searchsorted(starts, oldest))
+        self._seen_starts = np.array(starts[first : end + 1], dtype=np.int64)
+        self._seen = np.array(ohlcv[first : end + 1], dtype=float)
+        return np.stack(self._runs[oldest].rows)
+
+    def _consumed(self, ohlcv: np.ndarray, starts: np.ndarray, oldest: int) -> int | None:
+        """Rows of ``ohlcv`` up to which the runs from ``oldest`` on have consumed its bars
+        (0: nothing carried), or None when a bar they consumed differs from the history's."""
+        k = int(np.searchsorted(self._seen_starts, oldest))
+        seen_starts, seen = self._seen_starts[k:], self._seen[k:]
+        if not len(seen_starts) or not self._runs:
+            self._runs.clear()
+            return 0
+        first = int(np.searchsorted(starts, seen_starts[0]))
+        stop = first + len(seen_starts)
+        same = np.array_equal(starts[first:stop], seen_starts) and np.array_equal(
+            ohlcv[first:stop], seen, equal_nan=True
+        )
+        return stop if same else None
 
 
 def orderbook_features(book: np.ndarray, levels: int) -> np.ndarray:

@@ -305,8 +305,9 @@ class MultiScaleAttentionNet(TradingModel):
             ),
         }
 
-    def loss(self, output: ModelOutput, target: Any) -> torch.Tensor:
-        """MSE over the horizons + BCE on the direction, weighted by the config."""
+    def loss(self, output: ModelOutput, target: Any, turnover_cost: float = 0.0) -> torch.Tensor:
+        """MSE over the horizons + BCE on the direction, weighted by the config (forecasts
+        carry no turnover: costs enter through the direction labels)."""
         terms = self.loss_terms(output, target)
         return (
             self.config.regression_weight * terms["regression"]

@@ -12,11 +12,16 @@ decision.
 Regression targets are divided by their standard deviation on the training rows (recorded as
 ``target_scale``): a log return of 1e-3 would otherwise give a loss of 1e-6 that a second head
 (the multi-scale model's direction BCE) drowns.
+
+Training knows what trading costs (``cost``, the round trip as a fraction): a move smaller
+than it is no signal, so the 3-class "stationary" band is at least the cost and a direction
+label is 0.5 (neither) inside it; the portfolio and allocation heads learn the Sharpe ratio
+net of half the round trip per unit of weight traded between consecutive decisions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -48,6 +53,7 @@ class TrainOptions:
     horizon: int = 1  # bars ahead of a single-horizon target
     horizons: tuple[int, ...] = (1, 4, 24)  # multi-scale short / medium / long, in bars
     val_fraction: float = 0.2
+    cost: float = 0.0  # round trip (fee + slippage, bought and sold) as a fraction
     model: dict[str, Any] = field(default_factory=dict)  # hyperparameters over the defaults
     recipe: TrainConfig | None = None  # None: the chapter's
 
@@ -73,6 +79,7 @@ class ScaleBars:
 
     ohlcv: np.ndarray  # [T_s, A, 5]
     visible_at: np.ndarray  # [T_s] ascending base rows
+    starts: np.ndarray  # [T_s] bar open times (epoch ms): what decision windows anchor on
 
 
 @dataclass
@@ -151,16 +158,26 @@ def _split(rows: np.ndarray, val_fraction: float, embargo: int) -> tuple[np.ndar
     return train_rows, val
 
 
-def targets_for(head: str, close: np.ndarray, horizon: int, threshold: float) -> np.ndarray:
+def targets_for(
+    head: str, close: np.ndarray, horizon: int, threshold: float, cost: float = 0.0
+) -> np.ndarray:
     """Per-row targets for a head from closes ``[T, ...]`` (see ``TradingModel.loss``)."""
     returns = forward_log_returns(close, horizon)
     if head == "classification":
         return three_classes(returns, threshold)
     if head == "direction":
-        return np.where(np.isnan(returns), np.nan, (returns > 0).astype(float))
+        return direction_labels(returns, cost)
     if head in ("portfolio", "allocation"):  # what a portfolio earns: simple returns
         return np.expm1(returns)
     return returns
+
+
+def direction_labels(returns: np.ndarray, cost: float) -> np.ndarray:
+    """1.0 up, 0.0 down, 0.5 for a move that would not pay the round trip ``cost``; NaN
+    where unknown."""
+    labels = np.where(returns > 0, 1.0, 0.0)
+    labels = np.where(np.abs(returns) < cost, 0.5, labels)
+    return np.where(np.isnan(returns), np.nan, labels)
 
 
 def _prepare_windows(
@@ -179,6 +196,8 @@ def _prepare_windows(
     recipe = _recipe(model_name, options)
     seed_everything(recipe.seed)  # the initial weights too: same data and seed, same model
     model = build(model_name, **config)
+    if model.head in ("portfolio", "allocation"):
+        recipe = replace(recipe, turnover_cost=options.cost / 2)  # one side of the round trip
     lookback = model.config.seq_len
     features = spec.batch(ohlcv)
     warm = first_complete_row(ohlcv) + spec.warmup
@@ -188,8 +207,9 @@ def _prepare_windows(
     normalizer = Normalizer.fit(features, train_rows, lookback)
     normalized = normalizer.apply(features)
     close = ohlcv[:, :, CLOSE]
-    threshold = balanced_threshold(forward_log_returns(close, horizon)[train_rows])
-    target = targets_for(model.head, close, horizon, threshold)
+    threshold = max(balanced_threshold(forward_log_returns(close, horizon)[train_rows]),
+                    options.cost)  # fmt: skip
+    target = targets_for(model.head, close, horizon, threshold, options.cost)
     scale = 1.0
     if model.head == "regression":
         scale = float(np.nanstd(target[train_rows])) or 1.0
@@ -203,7 +223,8 @@ def _prepare_windows(
         train_set = _per_asset(normalized, train_rows, lookback, target)
         val_set = _per_asset(normalized, val_rows, lookback, target)
     meta = {"horizon": horizon, "threshold": threshold, "target_scale": scale,
-            "lookback": lookback, "rows": [int(train_rows[0]), int(val_rows[-1])]}  # fmt: skip
+            "lookback": lookback, "rows": [int(train_rows[0]), int(val_rows[-1])],
+            "validation": [int(val_rows[0]), int(val_rows[-1])]}  # fmt: skip
     return Prepared(model, train_set, val_set, normalizer, spec, meta, recipe)
 
 
@@ -278,7 +299,7 @@ def _prepare_scales(
     missing = [s for s in model.config.scales if s not in scales]
     if missing:
         raise ValueError(f"no bars given for scales {missing}")
-    bars = {s: ScaleBars(fill_gaps(scales[s].ohlcv), scales[s].visible_at) for s in lengths}
+    bars = {s: replace(scales[s], ohlcv=fill_gaps(scales[s].ohlcv)) for s in lengths}
     features = {s: spec.batch(b.ohlcv) for s, b in bars.items()}
     close = ohlcv[:, :, CLOSE]
     returns = np.stack([forward_log_returns(close, h) for h in options.horizons], axis=-1)
@@ -307,7 +328,8 @@ def _prepare_scales(
         parts = []
         for asset in range(ohlcv.shape[1]):
             targets = {"returns": (returns[rows, asset] / scale).astype(np.float32),
-                       "direction": (returns[rows, asset, 0] > 0).astype(np.float32)}  # fmt: skip
+                       "direction": direction_labels(returns[rows, asset, 0], options.cost)
+                       .astype(np.float32)}  # fmt: skip
             series = {s: (bars[s].visible_at, normalized[s][:, asset]) for s in bars}
             parts.append(MultiScaleDataset(series, lengths, rows, targets))
         return ConcatDataset(parts)
@@ -319,5 +341,6 @@ def _prepare_scales(
     )
     meta = {"horizons": list(options.horizons), "target_scale": scale.tolist(),
             "scales": list(model.config.scales),
-            "rows": [int(train_rows[0]), int(val_rows[-1])]}  # fmt: skip
+            "rows": [int(train_rows[0]), int(val_rows[-1])],
+            "validation": [int(val_rows[0]), int(val_rows[-1])]}  # fmt: skip
     return Prepared(model, train_set, val_set, combined, spec, meta, recipe)

@@ -12,13 +12,13 @@ import copy
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from models.base import ModelOutput, TradingModel, batch_len, split_batch
@@ -36,6 +36,9 @@ class TrainConfig:
     patience: int = 10  # early stopping: epochs without a better validation loss
     seed: int = 7
     device: str = "auto"
+    #: Cost per unit of weight traded between consecutive decisions, charged by portfolio
+    #: and allocation losses; > 0 makes batches runs of consecutive samples.
+    turnover_cost: float = 0.0
 
     def with_overrides(self, **changes: Any) -> TrainConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -99,7 +102,29 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
     return None
 
 
-def evaluate(model: TradingModel, loader: DataLoader, device: torch.device) -> float:
+class ConsecutiveBatches(Sampler[list[int]]):
+    """Batches of consecutive samples (a loss that charges the turnover between decisions
+    needs each sample's predecessor beside it), cut at a random offset and visited in a
+    random order each epoch, so the model still sees varied batches."""
+
+    def __init__(self, size: int, batch_size: int, generator: torch.Generator) -> None:
+        self.size, self.batch_size, self.generator = size, batch_size, generator
+
+    def __iter__(self) -> Iterator[list[int]]:
+        offset = int(torch.randint(self.batch_size, (1,), generator=self.generator))
+        cuts = [0, *range(offset or self.batch_size, self.size, self.batch_size), self.size]
+        order = torch.randperm(len(cuts) - 1, generator=self.generator).tolist()
+        for k in order:
+            if cuts[k + 1] - cuts[k] > 1:  # a lone sample has no turnover to learn from
+                yield list(range(cuts[k], cuts[k + 1]))
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.batch_size) + 1
+
+
+def evaluate(
+    model: TradingModel, loader: DataLoader, device: torch.device, turnover_cost: float = 0.0
+) -> float:
     """Mean loss over a loader (weighted by batch size)."""
     model.eval()
     total, count = 0.0, 0
@@ -107,7 +132,7 @@ def evaluate(model: TradingModel, loader: DataLoader, device: torch.device) -> f
         for x, y in loader:
             output = model(to_device(x, device))
             n = batch_len(y)
-            total += float(model.loss(output, to_device(y, device))) * n
+            total += float(model.loss(output, to_device(y, device), turnover_cost)) * n
             count += n
     return total / max(count, 1)
 
@@ -124,9 +149,14 @@ def train(
     generator = seed_everything(config.seed)
     device = pick_device(config.device)
     model.to(device)
-    train_loader = DataLoader(
-        train_set, batch_size=config.batch_size, shuffle=True, generator=generator
-    )
+    cost = config.turnover_cost
+    if cost > 0:
+        batches = ConsecutiveBatches(len(train_set), config.batch_size, generator)  # type: ignore[arg-type]
+        train_loader = DataLoader(train_set, batch_sampler=batches)
+    else:
+        train_loader = DataLoader(
+            train_set, batch_size=config.batch_size, shuffle=True, generator=generator
+        )
     val_loader = DataLoader(val_set, batch_size=max(config.batch_size, 256))
     optimizer = _optimizer(model, config)
     scheduler = _scheduler(optimizer, config)
@@ -140,7 +170,7 @@ def train(
         total, count = 0.0, 0
         for step, (x, y) in enumerate(train_loader):
             optimizer.zero_grad(set_to_none=True)
-            loss = model.loss(model(to_device(x, device)), to_device(y, device))
+            loss = model.loss(model(to_device(x, device)), to_device(y, device), cost)
             loss.backward()
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -151,7 +181,7 @@ def train(
             total += float(loss.detach()) * n
             count += n
         samples += count
-        val_loss = evaluate(model, val_loader, device)
+        val_loss = evaluate(model, val_loader, device, cost)
         if config.scheduler == "plateau":
             scheduler.step(val_loss)
         row = {"epoch": epoch, "train_loss": total / max(count, 1), "val_loss": val_loss,
@@ -173,15 +203,29 @@ def train(
     return result
 
 
+def contiguous(value: Any) -> Any:
+    """A tensor (or dict of tensors) laid out contiguously (itself when it already is)."""
+    if isinstance(value, dict):
+        return {k: v.contiguous() for k, v in value.items()}
+    return value.contiguous()
+
+
 def predict(
     model: TradingModel, inputs: Any, batch_size: int = 512, dtype: torch.dtype | None = None
 ) -> ModelOutput:
     """Run ``model`` over many samples at once (``inputs``: a tensor or a dict of tensors with
     the batch first), batch by batch, each cast to ``dtype`` when given (a batch at a time, so
-    a float64 copy of all inputs never exists); returns one concatenated output."""
+    a float64 copy of all inputs never exists); returns one concatenated output.
+
+    Each batch is made contiguous first: its layout would otherwise depend on how the inputs
+    were assembled (a view of a few samples, or a slice of a block's copy), and kernels may
+    take other paths, summing in another order, on other strides."""
     model.eval()
     device = next(model.parameters()).device
     with torch.inference_mode():
-        chunks = [model(to_device(part, device, dtype)) for part in split_batch(inputs, batch_size)]
+        chunks = [
+            model(contiguous(to_device(part, device, dtype)))
+            for part in split_batch(inputs, batch_size)
+        ]
     extras = {k: torch.cat([c.extras[k] for c in chunks]) for k in chunks[0].extras}
     return ModelOutput(torch.cat([c.prediction for c in chunks]), extras=extras)

@@ -32,11 +32,13 @@ def decision_mask(starts: np.ndarray, interval: str, rebalance: str) -> np.ndarr
 def scale_bars(starts: np.ndarray, ohlcv: np.ndarray, interval: str, scale: str) -> ScaleBars:
     """Bars of ``scale`` built from base bars ``ohlcv[T, A, 5]`` as the engine builds them."""
     if interval_ms(normalize_interval(scale)) == interval_ms(interval):
-        return ScaleBars(ohlcv, np.arange(len(starts)))
+        return ScaleBars(ohlcv, np.arange(len(starts)), np.asarray(starts, dtype=np.int64))
     aggregator = Aggregator(interval_ms(interval), interval_ms(normalize_interval(scale)))
     present = np.isfinite(ohlcv[..., CLOSE])
     done = aggregator.push(np.asarray(starts, dtype=np.int64), ohlcv, present, 0)
-    return ScaleBars(done.values, np.asarray(done.visible_at, dtype=np.int64))
+    return ScaleBars(
+        done.values, np.asarray(done.visible_at, dtype=np.int64), np.asarray(done.starts)
+    )
 
 
 def fit_on_bars(

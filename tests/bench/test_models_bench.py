@@ -87,6 +87,11 @@ def test_batched_and_streaming_backtests_make_the_same_decisions(run):
         assert batched["compared"] == streaming["compared"]
         assert batched["compared"]["decisions"] == QUICK_STREAMING_BARS
         assert row["same_decisions"] is True
+        assert batched["precision"] == streaming["precision"] == "float32"  # the default
+        decision = streaming["decision_ms"]  # each streaming decision timed, features included
+        assert decision["calls"] == QUICK_STREAMING_BARS
+        assert 0 < decision["p50"] <= decision["p99"] <= decision["max"]
+        assert "decision_ms" not in batched
         for replay in (batched, streaming):
             assert replay["seconds"] > 0 and replay["decisions_per_second"] > 0
         assert row["streaming_year_seconds"] == pytest.approx(streaming["seconds"] * 2)
