@@ -30,7 +30,7 @@ from typing import ClassVar
 import numpy as np
 
 from bot.core.buffer import Window
-from bot.core.context import BatchContext, StepContext, WeightsLike
+from bot.core.context import BatchContext, StepContext, StrategyHalt, WeightsLike
 from bot.core.portfolio import PortfolioView
 from bot.core.timeutil import normalize_interval
 
@@ -39,6 +39,7 @@ __all__ = [
     "PortfolioView",
     "StepContext",
     "Strategy",
+    "StrategyHalt",
     "VectorStrategy",
     "WeightsLike",
     "Window",
@@ -54,6 +55,8 @@ class Strategy(ABC):
     version: ClassVar[str] = "1"
     #: Set by model-backed strategies to the checkpoint they decide with.
     model_version: str | None = None
+    #: Set to stop for good at one decision (flat there, asked nothing after): see StrategyHalt.
+    halt: StrategyHalt | None = None
 
     def __init__(self, symbols: Sequence[str], interval: str = "1h") -> None:
         if not symbols:

@@ -10,7 +10,7 @@ causal as the per-bar one (tests hold the two equal for every shipped strategy).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -160,6 +160,29 @@ class StrategyJob:
     trigger: str
     run: Callable[[JobContext], None]
     affects_decisions: bool = True
+
+
+@dataclass(frozen=True)
+class StrategyHalt:
+    """A strategy's request to stop for good at its decision of ``time`` (a bar close): the
+    engine replaces that decision with zero weights, trades them at once, asks the strategy
+    nothing more, logs ``reason`` and records an event of ``kind`` (with ``detail``).
+
+    A strategy sets it as its ``halt`` attribute no later than when it returns that decision,
+    from state its decisions rebuild (a replay of the run halts it at the same bar again). A
+    vectorised strategy may set it for a row in the middle of a block: rows after it are
+    ignored, exactly as a live run never asks for them."""
+
+    time: int
+    kind: str
+    reason: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+def halt_at(strategy: StrategyLike, time: int) -> StrategyHalt | None:
+    """The strategy's halt if it falls on the decision at ``time``."""
+    halt = getattr(strategy, "halt", None)
+    return halt if halt is not None and halt.time == time else None
 
 
 def weights_vector(raw: Any, symbols: tuple[str, ...], strategy: str) -> np.ndarray:

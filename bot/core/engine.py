@@ -34,8 +34,10 @@ from bot.core.context import (
     JobContext,
     StepContext,
     StrategyError,
+    StrategyHalt,
     StrategyJob,
     StrategyLike,
+    halt_at,
     warm_rows,
     weights_vector,
 )
@@ -129,6 +131,7 @@ class _Slot:
     warmup: int
     last: list[float]  # last weights over the universe (zero until it first decides)
     start_row: int = 0  # first row it decides at: warmed up, and not a primed row
+    halted: bool = False  # it asked to halt (StrategyHalt): flat, and asked nothing more
 
     @property
     def selector(self) -> np.ndarray | None:
@@ -235,6 +238,12 @@ class Engine:
         self._curve_gross = _Curve(np.float64)
         self._started = False
         self._last_row = -1  # global index of the last processed (or primed) row
+
+    @property
+    def strategies(self) -> tuple[StrategyLike, ...]:
+        """The strategies it runs, in order: for code that narrates their decisions as they
+        are recorded (``bot demo``), never to change them."""
+        return tuple(slot.strategy for slot in self._slots)
 
     def _slot(self, strategy: StrategyLike, allocation: float) -> _Slot:
         if normalize_interval(strategy.interval) != normalize_interval(self.settings.interval):
@@ -499,7 +508,9 @@ class Engine:
         hi = len(chunk) if change is None else bisect.bisect_right(block.close_list, change)
         if not self.risk.halted:
             for k, slot in enumerate(self._slots):
-                if slot.batch:
+                if slot.halted:
+                    block.batch.pop(k, None)
+                elif slot.batch:
                     # hi <= lo: a change is due before row lo; the replan after it decides
                     weights = self._batch_decisions(slot, block, lo, hi) if hi > lo else None
                     if weights is None:
@@ -538,6 +549,12 @@ class Engine:
                 f"{strategy.name}.on_bars returned shape {computed.shape}, expected "
                 f"{(len(part), len(strategy.symbols))}"
             )
+        halt = getattr(strategy, "halt", None)
+        if halt is not None:  # flat at the halt's row, and nothing after it (as a live run)
+            at = np.flatnonzero(block.close_times[lo:hi] == halt.time)
+            if len(at):
+                computed[at[0]] = 0.0
+                computed[at[0] + 1 :] = np.nan
         if np.isinf(computed).any():
             raise StrategyError(f"{strategy.name}.on_bars returned infinite weights")
         weights = np.full((len(chunk), len(strategy.symbols)), np.nan)
@@ -654,8 +671,9 @@ class Engine:
         close_time = block.close_list[i]
         stale = ~present
         decided: list[_Slot] = []
+        halts: list[tuple[_Slot, StrategyHalt]] = []
         for k, slot in enumerate(self._slots):
-            if row < slot.start_row:
+            if row < slot.start_row or slot.halted:
                 continue
             strategy = slot.strategy
             if slot.batch:
@@ -677,9 +695,15 @@ class Engine:
                     slot.start_row,
                 )
                 raw = strategy.on_bar(ctx)
+                if halt_at(strategy, close_time) is not None:
+                    raw = [0.0] * len(strategy.symbols)  # flat, whatever it answered
                 if raw is None:
                     continue
                 own = weights_vector(raw, strategy.symbols, strategy.name).tolist()
+            halt = halt_at(strategy, close_time)
+            if halt is not None:
+                slot.halted = True
+                halts.append((slot, halt))
             weights = list(slot.last)
             for c, w in zip(slot.column_list, own, strict=True):
                 if not math.isnan(w):  # NaN: keep the strategy's previous target for the symbol
@@ -714,23 +738,40 @@ class Engine:
                     model_version=getattr(strategy, "model_version", None),
                 )
             )
-        self._submit(
-            plan_rebalance(
-                self.portfolio,
-                target,
-                prices,
-                stale,
-                self.settings.rebalance_threshold,
-                self.settings.run_id,
-                close_time,
-            )
+        orders = plan_rebalance(
+            self.portfolio,
+            target,
+            prices,
+            stale,
+            0.0 if halts else self.settings.rebalance_threshold,  # a halt flattens in full
+            self.settings.run_id,
+            close_time,
+            reason=halts[0][1].kind if halts else "rebalance",
         )
+        self._submit(orders)
+        for slot, halt in halts:
+            self._strategy_halted(slot, halt, orders)
 
     def _submit(self, orders: list) -> None:
         if not orders:
             return
         self.stats.orders += len(orders)
         self._apply_reports(self.executor.submit(orders))
+
+    def _strategy_halted(self, slot: _Slot, halt: StrategyHalt, orders: list) -> None:
+        """A strategy halted itself (its decision at ``halt.time`` was flat): log and record
+        why; once every strategy has, the run is halted as the kill switch halts it."""
+        name = slot.strategy.name
+        log.warning("%s halted at %s: %s; flattening it", name, iso(halt.time), halt.reason)
+        detail = {
+            "strategy": name,
+            "reason": halt.reason,
+            **halt.detail,
+            "flatten_orders": [o.link_id for o in orders],
+        }
+        self.journal.record_event(RunEvent(halt.time, halt.kind, detail, key=name))
+        if all(s.halted for s in self._slots):
+            self.risk.halt(f"{name}: {halt.reason}")
 
     def _kill_switch(self, close_time: int, prices: np.ndarray, stale: np.ndarray) -> None:
         limit = self.risk.limits.max_drawdown
