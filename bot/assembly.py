@@ -10,9 +10,11 @@ live run's bars comparable to the run.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+from typing import Any
 
-from bot.config import Settings
+from bot.config import Settings, StrategyConfig
 from bot.core.clock import Clock
 from bot.core.context import warm_rows
 from bot.core.engine import Engine, EngineSettings
@@ -35,11 +37,28 @@ def make_strategies(settings: Settings) -> list[tuple[Strategy, float]]:
     interval = settings.engine.interval
     return [
         (
-            registry.create(spec.name, settings.strategy_symbols(spec), interval, spec.params),
+            registry.create(
+                spec.name, settings.strategy_symbols(spec), interval, with_costs(spec, settings)
+            ),
             spec.allocation,
         )
         for spec in settings.strategies
     ]
+
+
+def with_costs(spec: StrategyConfig, settings: Settings) -> dict[str, Any]:
+    """The strategy's parameters, with the run's round trip (fee + slippage, bought and sold)
+    for a strategy that decides with costs (``round_trip_bp``) and was not given one: its
+    no-trade band and its training then price the trades the run will pay for."""
+    params = dict(spec.params)
+    try:
+        accepted = inspect.signature(registry.resolve(spec.name).__init__).parameters
+    except registry.StrategyNotFoundError:
+        return params  # create() names the problem
+    if "round_trip_bp" in accepted and "round_trip_bp" not in params:
+        costs = settings.portfolio
+        params["round_trip_bp"] = 2 * (costs.fee_bp + costs.slippage_bp)
+    return params
 
 
 def warmup_span_ms(strategies: list[tuple[Strategy, float]], interval: str) -> int:

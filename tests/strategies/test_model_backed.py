@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from bot.core.context import warm_rows
 from bot.core.events import CLOSE, Panel
 from bot.core.timeutil import HOUR_MS
 from models.checkpoint import CheckpointMismatchError
@@ -19,6 +21,7 @@ from strategies.model_backed import (
     TABLStrategy,
     to_weights,
 )
+from strategies.model_fitting import scale_bars
 from strategies.registry import StrategyParameterError, create
 from tests.enginekit import make_engine, replay
 from tests.modelkit import TINY, real_panel, train_tiny
@@ -66,9 +69,11 @@ def fingerprint(engine, journal):
 
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_batched_inference_equals_per_bar_streaming(name, checkpoints, traded):
+    """Served in float32 (the default), a backtest's blocks decide and trade exactly as the
+    daemon's one bar at a time, whatever the block size."""
     runs = []
     for block_rows, use_batch in [(8192, True), (101, True), (8192, False)]:
-        s = strategy(name, checkpoints[name], traded)
+        s = strategy(name, checkpoints[name], traded, precision="float32")
         engine, journal = make_engine(
             traded, [s], interval="1h", block_rows=block_rows, use_batch=use_batch
         )
@@ -79,6 +84,55 @@ def test_batched_inference_equals_per_bar_streaming(name, checkpoints, traded):
     assert len(runs[0][1]) > 100 and runs[0][2], "the model must decide and trade"
     assert runs[1] == runs[0]
     assert runs[2] == runs[0]
+
+
+def served_outputs(s, panel: Panel, rows: np.ndarray, live: bool) -> list[torch.Tensor]:
+    """The model's raw outputs for decisions at ``rows`` of ``panel``: all in one call (a
+    replay block), or one call per decision on just the bars the engine holds for it (live:
+    each window and its features' lead)."""
+    serving, lead = s.serving, s.spec.lead
+    ohlcv, starts = np.asarray(panel.values, dtype=float), np.asarray(panel.starts)
+    if serving.model.input_kind == "scales":
+        scales = {k: scale_bars(starts, ohlcv, "1h", k) for k in serving.model.config.scales}
+        lengths = serving.model.config.window_lengths()
+
+        def inputs(picked: np.ndarray) -> dict:
+            bars = {}
+            for k, b in scales.items():
+                ends = np.searchsorted(b.visible_at, picked, side="right") - 1
+                lo, hi = int(ends[0]) - lengths[k] - lead + 1 if live else 0, int(ends[-1]) + 1
+                bars[k] = (b.ohlcv[lo:hi], b.starts[lo:hi], ends - lo)
+            return s.scale_inputs(serving, bars)
+    else:
+
+        def inputs(picked: np.ndarray) -> torch.Tensor:
+            lo = int(picked[0]) - serving.model.config.seq_len - lead + 1 if live else 0
+            hi = int(picked[-1]) + 1
+            return s.model_inputs(serving, ohlcv[lo:hi], starts[lo:hi], picked - lo)
+
+    def run(picked: np.ndarray) -> list[torch.Tensor]:
+        output = serving.run(inputs(picked), s.decision_samples(serving))
+        return [output.prediction, *output.extras.values()]
+
+    if not live:
+        return run(rows)
+    parts = [run(rows[[k]]) for k in range(len(rows))]
+    return [torch.cat(outputs) for outputs in zip(*parts, strict=True)]
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_a_blocks_model_outputs_are_the_live_ones_bit_for_bit(name, precision, checkpoints, traded):
+    """Below the decisions (which round and threshold): the raw outputs of a block's forward
+    passes equal those of the daemon's one-decision calls, in both precisions."""
+    s = strategy(name, checkpoints[name], traded, precision=precision)
+    rows = np.arange(len(traded) - 40, len(traded))
+    block = served_outputs(s, traded, rows, live=False)
+    live = served_outputs(s, traded, rows, live=True)
+    assert block[0].dtype == torch.float32 and len(block[0]) == len(live[0])
+    assert not torch.equal(block[0][0], block[0][-1]), "the outputs must vary, or this is empty"
+    for together, alone in zip(block, live, strict=True):
+        assert torch.equal(together, alone)
 
 
 def perturbed_after(panel: Panel, row: int, seed: int = 1) -> Panel:
@@ -93,7 +147,8 @@ def perturbed_after(panel: Panel, row: int, seed: int = 1) -> Panel:
 
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_changing_data_after_t_changes_no_decision_at_or_before_t(name, checkpoints, traded):
-    t_row = len(traded) // 2
+    first = warm_rows(strategy(name, checkpoints[name], traded))  # rows before it decides
+    t_row = (first + len(traded)) // 2
     t = int(traded.starts[t_row]) + HOUR_MS  # close of bar t_row: decisions up to here
     decisions = []
     for panel in (traded, perturbed_after(traded, t_row)):
