@@ -7,16 +7,29 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import time
 from pathlib import Path
 
 from backtest.parity import backtest_of_run, compare_runs
-from bot.cli.common import Overrides, UsageError, flag_overrides, settings_from
+from bot.cli.common import (
+    Overrides,
+    UsageError,
+    apply_torch_threads,
+    flag_overrides,
+    settings_from,
+)
+from bot.cli.demo_model import MODELS, SEED, attention_note, fit_model, strategy_params
 from bot.config import Settings
 from bot.core.timeutil import DAY_MS, interval_ms, iso, to_ms
 from bot.exchange.server import ExchangeServer, serve
 from bot.feeds.synthetic import DEFAULT_START_MS
 from bot.paper.daemon import PaperDaemon, StartupError
 from bot.store import Store
+
+#: Days of bars before the demo's market opens: the strategies' warm-up, the model's training.
+HISTORY_DAYS = 30
+#: What ``bot demo --strategy`` trades: a model it fits at start-up, or equal weights.
+STRATEGIES = (*MODELS, "equal_weight")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -29,6 +42,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     d = commands.add_parser("demo", help="the whole system offline: exchange + paper daemon")
     d.add_argument("--bars", type=int, default=480, help="how many bars to trade (default 480)")
+    d.add_argument("--strategy", choices=STRATEGIES, default="tabl",
+                   help="what the daemon trades: a model fitted at start-up on the history "
+                   "before the market opens, or equal weights (default: %(default)s)")  # fmt: skip
     d.add_argument("--speed", type=float, help="market seconds per wall second")
     d.add_argument("--store", type=Path, default=Path("out/demo.db"), help="SQLite file")
     d.set_defaults(handler=run_demo)
@@ -47,18 +63,26 @@ def run_exchange(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_checkpoint(args: argparse.Namespace) -> Path:
+    """Where the demo writes the model it fits: beside its store (``out/demo-tabl.pt``)."""
+    return args.store.resolve().with_name(f"{args.store.stem}-{args.strategy}.pt")
+
+
 def demo_settings(args: argparse.Namespace) -> Settings:
-    """The configured strategies on real bars when present (else synthetic ones), a month of
-    history before the market opens (for warm-up), eight bars a second, a fresh SQLite store."""
+    """``--strategy`` (a model: the checkpoint :func:`run_demo` fits) on real bars when present
+    (else synthetic ones), a month of history before the market opens (for warm-up and the
+    model's training), eight bars a second, a fresh SQLite store."""
     base = settings_from(args)
     step = interval_ms(base.engine.interval)
     real = (Path(base.data.path) / base.engine.interval).is_dir()
     source = "csv" if real else "synthetic"
     origin = (base.engine.start_ms if real else None) or DEFAULT_START_MS
-    opens = origin + 30 * DAY_MS
+    opens = origin + HISTORY_DAYS * DAY_MS
+    params = strategy_params(demo_checkpoint(args)) if args.strategy in MODELS else {}
     return settings_from(
         args,
         {
+            "strategies": [{"name": args.strategy, "params": params}],
             "venue.target": "local",
             "exchange.port": 0,
             "exchange.speed": args.speed or step / 1000 * 8,
@@ -78,20 +102,25 @@ def demo_settings(args: argparse.Namespace) -> Settings:
 
 def run_demo(args: argparse.Namespace) -> int:
     settings = demo_settings(args)
+    apply_torch_threads(settings)
     if args.store.exists():
         args.store.unlink()
     logging.getLogger("bot").setLevel(logging.INFO)
+    opens = to_ms(settings.exchange.start)
     print(f"demo: {', '.join(s.name for s in settings.strategies)} on "
           f"{', '.join(settings.engine.symbols)} ({settings.engine.interval}), "
-          f"{settings.data.source} bars, market from {iso(to_ms(settings.exchange.start))} at "
+          f"{settings.data.source} bars, market from {iso(opens)} at "
           f"{settings.exchange.speed:,.0f}x")  # fmt: skip
+    if args.strategy in MODELS:
+        fit_demo_model(settings, args.strategy, opens, demo_checkpoint(args))
 
     async def main() -> str:
         async with ExchangeServer(settings) as server:
             live = settings.model_copy(update={"exchange": settings.exchange.model_copy(
                 update={"port": server.port})})  # fmt: skip
             print(f"local exchange at {server.rest_url} and {server.ws_url}")
-            return await PaperDaemon(live, new_run=True, echo=print).run()
+            daemon = PaperDaemon(live, new_run=True, echo=print, explain=attention_note)
+            return await daemon.run()
 
     try:
         run_id = asyncio.run(main())
@@ -110,3 +139,18 @@ def run_demo(args: argparse.Namespace) -> int:
           f"fills and equity, value for value.\nInspect: bot runs show {run_id} --store "
           f"{settings.store.url}")  # fmt: skip
     return 0
+
+
+def fit_demo_model(settings: Settings, name: str, opens: int, path: Path) -> None:
+    """Fit the model the demo trades on the month before the market opens, saying so in one
+    line (how long it took, the version its decisions will name)."""
+    bars = HISTORY_DAYS * DAY_MS // interval_ms(settings.engine.interval)
+    began = time.perf_counter()
+    try:
+        checkpoint = fit_model(settings, name, opens, bars, path)
+    except ValueError as exc:  # too few bars for the windows (a coarse engine.interval)
+        raise UsageError(f"cannot fit the demo's {name} model: {exc}") from None
+    window, epochs = checkpoint.meta["data_window"], checkpoint.meta["metrics"]["epochs"]
+    print(f"model: {name} fitted on {window['bars']} bars from {iso(window['start'])} to "
+          f"{iso(window['end'])} in {time.perf_counter() - began:.1f}s (seed {SEED}, "
+          f"{epochs} epochs): {checkpoint.version}, {path}")  # fmt: skip

@@ -16,7 +16,14 @@ import numpy as np
 
 from backtest.runner import load_history
 from bot.assembly import warmup_span_ms
-from bot.cli.common import HISTORY_FLAGS, UsageError, flag_overrides, settings_from, table
+from bot.cli.common import (
+    HISTORY_FLAGS,
+    UsageError,
+    apply_torch_threads,
+    flag_overrides,
+    settings_from,
+    table,
+)
 from bot.core.timeutil import iso
 from models.checkpoint import load_checkpoint
 from models.explain import PLOTS, Explanation, summarise
@@ -49,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = flag_overrides(args, HISTORY_FLAGS)
     overrides.update({"engine.symbols": symbols, "engine.interval": interval})
     settings = settings_from(args, overrides)
+    apply_torch_threads(settings)
     span = warmup_span_ms([(strategy, 1.0)], interval)
     warmup, traded, _ = load_history(settings, warmup_ms=span)
     starts = np.concatenate([warmup.starts, traded.starts])
@@ -76,22 +84,22 @@ def model_inputs(
 ) -> tuple[Any, np.ndarray]:
     """The strategy's inputs for deciding at base ``rows`` (those with full windows)."""
     serving = strategy.serving
-    warm = strategy.spec.warmup
+    warm = strategy.spec.lead
     config = serving.model.config
     if serving.model.input_kind != "scales":
         rows = rows[rows >= config.seq_len + warm - 1]
         _require(rows)
-        return strategy.model_inputs(serving, ohlcv, rows), rows
+        return strategy.model_inputs(serving, ohlcv, starts, rows), rows
     bars, full = {}, np.ones(len(rows), dtype=bool)
     for scale, length in config.window_lengths().items():
         built = scale_bars(starts, ohlcv, interval, scale)
         # the scale's last bar completed by each decision row: what the engine's buffer holds
         last = np.searchsorted(built.visible_at, rows, side="right") - 1
-        bars[scale] = (built.ohlcv, last)
+        bars[scale] = (built.ohlcv, built.starts, last)
         full &= last >= length + warm - 1
     rows = rows[full]
     _require(rows)
-    picked = {scale: (values, last[full]) for scale, (values, last) in bars.items()}
+    picked = {scale: (values, times, last[full]) for scale, (values, times, last) in bars.items()}
     return strategy.scale_inputs(serving, picked), rows
 
 

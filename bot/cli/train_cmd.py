@@ -15,18 +15,18 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from backtest.runner import load_history
 from bot.cli.common import (
     HISTORY_FLAGS,
     Overrides,
     UsageError,
+    apply_torch_threads,
     flag_overrides,
     parse_params,
     settings_from,
 )
 from bot.config import ConfigError, Settings, TrainSettings
+from bot.core.events import Panel
 from bot.core.timeutil import interval_ms, iso, normalize_interval
 from bot.store import Store
 from bot.version import code_version
@@ -55,7 +55,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--horizon", type=int, help="target: log return this many bars ahead")
     p.add_argument("--seed", type=int, help="random seed (same seed, same weights)")
     p.add_argument("--device", help="cpu, cuda or auto (default: config train.device)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (0: one per core)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (0: [models] threads)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="hyper",
                    help="hyperparameter over [train.<model>], e.g. --set d_model=32")  # fmt: skip
     p.add_argument("--out", type=Path, help="checkpoint file (default: train.out_dir/...)")
@@ -153,6 +153,7 @@ def plan(model: str, settings: Settings) -> TrainOptions:
         val_fraction=train.val_fraction,
         model=config,
         recipe=recipe(model, train),
+        cost=2 * (settings.portfolio.fee_bp + settings.portfolio.slippage_bp) / 1e4,
     )
 
 
@@ -170,8 +171,7 @@ def finite(value: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, overrides(args))
     options = plan(args.model, settings)
-    if settings.train.threads:  # on a busy machine, fewer threads than cores train faster
-        torch.set_num_threads(settings.train.threads)
+    apply_torch_threads(settings, settings.train.threads)
     store = Store(settings.store.url) if settings.data.source == "store" else None
     try:
         _, panel, _ = load_history(settings, store)
@@ -182,16 +182,43 @@ def run(args: argparse.Namespace) -> int:
     first, end = int(panel.starts[0]), int(panel.starts[-1]) + panel.interval_ms
     print(f"training {args.model} on {len(panel):,} {interval} bars of "
           f"{', '.join(panel.symbols)} from {iso(first)} to {iso(end)}")  # fmt: skip
+    out = args.out or Path(settings.train.out_dir) / f"{args.model}-{interval}-{first}-{end}.pt"
     try:
-        fitted = fit_on_bars(
-            args.model, panel.starts, panel.values, interval, options,
-            rebalance=settings.train.rebalance, progress=not args.no_progress,
+        checkpoint = train_checkpoint(
+            args.model, panel, interval, options, settings.train.rebalance, out,
+            progress=not args.no_progress,
         )  # fmt: skip
     except ValueError as exc:  # too little data for the windows, and the like
         raise UsageError(f"cannot train {args.model}: {exc}") from None
+    report(checkpoint, out)
+    if not args.no_register:
+        register_checkpoint(settings.store.url, checkpoint, out)
+    print(f"use it: bot backtest --strategy {args.model} --param checkpoint={out} "
+          f"--start {iso(end)[:10]}   (later bars than it was trained on)")  # fmt: skip
+    return 0
+
+
+def train_checkpoint(
+    model: str,
+    panel: Panel,
+    interval: str,
+    options: TrainOptions,
+    rebalance: str,
+    out: Path,
+    progress: bool = False,
+) -> Checkpoint:
+    """Fit ``model`` on ``panel`` and write its checkpoint to ``out``, with the metadata its
+    strategy and the store read back. One path for ``bot train`` and for ``bot demo``, which
+    fits its model before its market opens. Raises ``ValueError`` when the bars are too few
+    for the model's windows."""
+    fitted = fit_on_bars(
+        model, panel.starts, panel.values, interval, options, rebalance=rebalance,
+        progress=progress,
+    )  # fmt: skip
+    first, end = int(panel.starts[0]), int(panel.starts[-1]) + panel.interval_ms
     training = {**asdict(options.recipe), "horizon": options.horizon,
                 "horizons": list(options.horizons), "val_fraction": options.val_fraction,
-                "rebalance": settings.train.rebalance,
+                "rebalance": rebalance,
                 "best_epoch": fitted.result.best_epoch,
                 "stopped_early": fitted.result.stopped_early,
                 "seconds": fitted.result.seconds}  # fmt: skip
@@ -205,16 +232,9 @@ def run(args: argparse.Namespace) -> int:
         "history": finite(fitted.result.history),
         "code_version": code_version(),
     }
-    out = args.out or Path(settings.train.out_dir) / f"{args.model}-{interval}-{first}-{end}.pt"
-    checkpoint = save_checkpoint(
+    return save_checkpoint(
         out, fitted.model, feature_spec=fitted.spec, normalizer=fitted.normalizer, **meta
     )
-    report(checkpoint, out)
-    if not args.no_register:
-        register_checkpoint(settings.store.url, checkpoint, out)
-    print(f"use it: bot backtest --strategy {args.model} --param checkpoint={out} "
-          f"--start {iso(end)[:10]}   (later bars than it was trained on)")  # fmt: skip
-    return 0
 
 
 def report(checkpoint: Checkpoint, path: Path) -> None:

@@ -54,7 +54,7 @@ from bot.core.backoff import Backoff
 from bot.core.barrier import Barrier
 from bot.core.clock import LiveClock, SimulatedClock
 from bot.core.engine import CORRECTED_EVENT, LATE_EVENT, STALE_EVENT, Engine
-from bot.core.events import Bar, ExecutionReport, Panel, RunEvent
+from bot.core.events import Bar, Decision, ExecutionReport, Panel, RunEvent
 from bot.core.execution import Executor
 from bot.core.funding import FundingRates
 from bot.core.ids import new_run_id
@@ -125,6 +125,7 @@ class PaperDaemon:
         new_run: bool = False,
         run_id: str | None = None,
         echo: Callable[[str], None] | None = None,
+        explain: Callable[[Engine, Decision], str | None] | None = None,
         force: bool = False,
         market_data: Callable[[Settings, asyncio.Event], MarketData] = venue_market_data,
     ) -> None:
@@ -135,6 +136,7 @@ class PaperDaemon:
         self.new_run = new_run
         self.requested_run = run_id
         self.echo = echo
+        self.explain = explain  # a note on each echoed decision, from the engine that made it
         self.force = force
         self.market_data = market_data  # makes the venue's market data (an async context)
         self.market: MarketData | None = None
@@ -265,7 +267,7 @@ class PaperDaemon:
         journaled = await asyncio.to_thread(store.decisions, run.run_id)
         gate = GatedJournal(inner, journaled)
         self._gate = gate
-        journal = EchoJournal(gate, self.echo) if self.echo else gate
+        journal = EchoJournal(gate, self.echo, self._explain) if self.echo else gate
         engine = build_engine(
             self.settings,
             run.run_id,
@@ -302,6 +304,13 @@ class PaperDaemon:
         await self._audit_recent(store, market)
         await self._go_live(store, run)
         return run
+
+    def _explain(self, decision: Decision) -> str | None:
+        """The echo's note on ``decision`` (none without ``explain``); the engine is built
+        before its first decision, so it is there whenever one is recorded."""
+        if self.explain is None or self.engine is None:
+            return None
+        return self.explain(self.engine, decision)
 
     # -- what a live daemon does differently (hooks) --------------------------------------------
     async def _replay_executor(self, store: Store, run: _Run) -> Executor:

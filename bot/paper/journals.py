@@ -90,11 +90,21 @@ class GatedJournal:
 
 
 class EchoJournal:
-    """Forwards everything and prints what a person watching a demo wants to see."""
+    """Forwards everything and prints what a person watching a demo wants to see.
 
-    def __init__(self, inner: Journal, echo: Callable[[str], None]) -> None:
+    A decision line names the model version that made it, when a model did; ``explain`` may
+    add a note to it (``bot demo``: what the model attended to). It is called as the engine
+    records the decision, so it sees the engine as the decision left it."""
+
+    def __init__(
+        self,
+        inner: Journal,
+        echo: Callable[[str], None],
+        explain: Callable[[Decision], str | None] | None = None,
+    ) -> None:
         self.inner = inner
         self.echo = echo
+        self.explain = explain
         self._funding: dict[int, list[str]] = {}  # settlement time → "SYMBOL ±amount"
 
     def record_bars(self, interval: str, panel: Panel) -> None:
@@ -108,7 +118,11 @@ class EchoJournal:
         held = {s: w for s, w in decision.target.items() if abs(w) > 1e-12}
         weights = ", ".join(f"{s} {w:+.1%}" for s, w in held.items()) or "flat"
         stale = f"  (stale: {', '.join(decision.stale)})" if decision.stale else ""
-        self.echo(f"{iso(decision.time)}  decide  {decision.strategy}: {weights}{stale}")
+        model = f" [{decision.model_version}]" if decision.model_version else ""
+        note = self.explain(decision) if self.explain is not None else None
+        about = f"  | {note}" if note else ""
+        self.echo(f"{iso(decision.time)}  decide  {decision.strategy}{model}: {weights}{stale}"
+                  f"{about}")  # fmt: skip
 
     def record_orders(self, orders: list[Order], status: str = "New") -> None:
         self.inner.record_orders(orders, status)
@@ -132,6 +146,11 @@ class EchoJournal:
         self.inner.record_event(event)
         if event.kind == "kill_switch":
             self.echo(f"{iso(event.time)}  KILL SWITCH  {event.detail.get('reason')}")
+        elif event.kind == "model_health":
+            self.echo(
+                f"{iso(event.time)}  MODEL HALTED  {event.detail.get('strategy')}: "
+                f"{event.detail.get('reason')}"
+            )
 
     def record_progress(self, time: int) -> None:
         self.inner.record_progress(time)

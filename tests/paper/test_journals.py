@@ -49,6 +49,33 @@ def test_the_echo_prints_decisions_trades_equity_and_one_line_per_funding_settle
     assert len(inner.fills) == 3 and len(inner.decisions) == 1  # everything still recorded
 
 
+def test_a_decision_line_names_the_model_version_and_the_explain_note():
+    lines: list[str] = []
+    notes = iter(["TABL: most attended bar t-4 (9%)", None])
+    echo = EchoJournal(MemoryJournal(), lines.append, lambda decision: next(notes))
+    for time in (T, T + HOUR_MS):
+        echo.record_decision(Decision(time, "tabl", "1", {"AAAUSDT": 0.25}, {"AAAUSDT": 0.25},
+                                      model_version="tabl-0123456789ab"))  # fmt: skip
+    assert lines == [
+        "2024-01-01 00:00  decide  tabl [tabl-0123456789ab]: AAAUSDT +25.0%"
+        "  | TABL: most attended bar t-4 (9%)",
+        "2024-01-01 01:00  decide  tabl [tabl-0123456789ab]: AAAUSDT +25.0%",
+    ]
+
+
+def test_the_echo_says_when_a_kill_switch_or_a_model_health_check_halts_trading():
+    lines: list[str] = []
+    echo = EchoJournal(MemoryJournal(), lines.append)
+    echo.record_event(RunEvent(T, "kill_switch", {"reason": "drawdown 51% from the peak"}))
+    echo.record_event(RunEvent(T + HOUR_MS, "model_health", {
+        "strategy": "tabl", "reason": "prediction collapse: NaN outputs"}))  # fmt: skip
+    echo.record_event(RunEvent(T, "wallet_baseline", {}))  # routine: not narrated
+    assert lines == [
+        "2024-01-01 00:00  KILL SWITCH  drawdown 51% from the peak",
+        "2024-01-01 01:00  MODEL HALTED  tabl: prediction collapse: NaN outputs",
+    ]
+
+
 def test_a_closed_gate_checks_replayed_decisions_against_the_journal(caplog):
     stored = [{"time": T, "strategy": "m", "target": {"AAAUSDT": 0.5, "BBBUSDT": None}},
               {"time": T + HOUR_MS, "strategy": "m", "target": {"AAAUSDT": 0.0}}]  # fmt: skip
