@@ -1,23 +1,39 @@
-"""Honest out-of-sample evaluation: the four models against simple baselines, after costs.
+"""Honest out-of-sample evaluation: the four models against simple baselines, after costs,
+over several seeds, with and without the cost-aware decision layer.
 
 Part A — portfolio. Each model trades the real hourly Bybit bars of BTC, ETH, SOL, BNB and
 WIF through its model-backed strategy in the backtest engine (the paper daemon's code path),
 retrained walk-forward: a first model is fitted on the ``--train-window`` bars closed by the
 first decision, then every ``--retrain-every`` an engine job fits a fresh one on the latest
 window and the strategy trades the following period with it, so every decision comes after
-all the bars (and targets) its model learnt from. Beside the models, on the same bars and
-the same period: equal weight (weekly rebalance, as in config.toml), buy-and-hold BTC and
-cross-sectional momentum (168-bar lookback, top 2, daily). Reported: Sharpe (annualised,
-365 days), total return, maximum drawdown, turnover (traded notional / mean equity) and
-fills, from the engine's own metrics (backtest/metrics.py).
+all the bars (and targets) its model learnt from. Each model runs once per seed (``--seeds``,
+default 7, 8, 9) in two variants on the same fits:
+
+* ``signal`` — the model's target weights as they come (the chapter's signal);
+* ``decided`` — through the decision layer (:mod:`strategies.decision_layer`) with settings
+  fixed before any evaluation (:data:`DECIDED`): an automatic no-trade band whose scale, and
+  the signal's smoothing, each refit chooses on its own validation slice
+  (:mod:`strategies.selection`); a day's minimum holding; a turnover budget of 40× a year.
+
+Training is cost-aware in both (labels and losses know the 13 bp round trip). Beside the
+models, on the same bars and period: equal weight (weekly rebalance, as in config.toml),
+buy-and-hold BTC, cross-sectional momentum (168-bar lookback, top 2, daily) long only and
+long/short. Every run is made twice on the same decisions, with config.toml's costs and with
+none, which gives the Sharpe ratio gross of costs and the break-even cost per fill at which
+the net Sharpe ratio would be zero (:mod:`bench.evaluation_stats`). Reported per strategy and
+variant, as mean ± standard deviation over seeds: Sharpe (annualised, 365 days) net and
+gross, total return, maximum drawdown, turnover a year (traded notional / mean equity), fees
+(share of the initial equity), the break-even cost, and the Sharpe difference to equal weight
+with a 95% block-bootstrap interval (10-day blocks of daily returns, the same blocks for
+every seed and for equal weight).
 
 Costs and limits: config.toml's taker fee (5.5 bp) and slippage (1 bp) on every fill, funding
-from the 8-hourly rates; long only (config default); at most 100% of equity in one symbol and
-100% gross (the per-symbol cap is raised from config.toml's 0.5 so buy-and-hold BTC can hold
-BTC fully, the same limits for every row); no drawdown kill switch, so each curve runs to the
-end.
+from the 8-hourly rates; long only (config default) except the long/short momentum row; at
+most 100% of equity in one symbol and 100% gross (the per-symbol cap is raised from
+config.toml's 0.5 so buy-and-hold BTC can hold BTC fully, the same limits for every row); no
+drawdown kill switch, so each curve runs to the end.
 
-Choices (full run), made to fit 20–30 min on two shared CPU cores:
+Choices (full run), made to fit about an hour on two shared CPU cores:
 
 * out-of-sample period 2024-07-01 → 2025-07-01 (8,760 hourly bars; the first decision at the
   close of the first bar, the first training window ending there);
@@ -25,19 +41,19 @@ Choices (full run), made to fit 20–30 min on two shared CPU cores:
   refit comes before 30 days have passed) on the latest 4,000 bars (~5.5 months), 2 epochs per
   fit (the chapters' optimiser recipes otherwise; a fit's latest 20% validates);
 * decisions every 4 h (``rebalance="4h"``) on targets 4 bars ahead (``horizon=4``; multiscale
-  ``horizons=(4, 16, 96)``, the strategy's (1, 4, 24) scaled to the holding period). Hourly
-  decisions would quadruple both the training samples (the pipeline samples where the
-  strategy decides) and the inference, past the budget, and pay the 6.5 bp cost 4× as often;
+  ``horizons=(4, 16, 96)``, the strategy's (1, 4, 24) scaled to the holding period);
 * sizes: the model's default (the chapter's) for cross-asset; Stockformer reduced (d_model
   64, 4 heads, 2 layers, d_ff 128 instead of 128/8/3/256: at the default size a training
-  sample costs ~3× as much, which would take this model alone past 20 min); multiscale and
-  TABL at their strategies' defaults (1h/4h/1d windows 48/42/30 with d_model 64; TABL
-  attending straight over 100 bars). The "config" column says where a size differs from the
-  model's default;
+  sample costs ~3× as much); multiscale and TABL at their strategies' defaults (1h/4h/1d
+  windows 48/42/30 with d_model 64; TABL attending straight over 100 bars). The "config"
+  column says where a size differs from the model's default;
 * torch uses one thread (``--threads``): on two cores shared with other work, two threads
   made training an order of magnitude slower (spinning threads waiting for each other).
 
-The full run takes about 20 min (peak RSS 2.4 GB) on two cores shared with another job.
+The runs of one seed share their walk-forward fits (:func:`reused_fits`): the four runs of a
+model and seed differ only after the fit. ``--results DIR`` keeps each finished run, so an
+interrupted evaluation resumes, and two processes over different ``--models`` (one with
+``--no-baselines --no-book``) share the work of two cores; a last call renders them all.
 
 Part B — order book. TABL on the Bitstamp BTC/USD book (5,011 snapshots, ~3.6 s apart):
 features from :func:`models.features.orderbook_features` on 10 levels (relative spread,
@@ -57,21 +73,27 @@ stopped on validation loss. Beside it: the majority class of the training part, 
 multinomial logistic regression (torch, L-BFGS) on the same flattened normalised windows with
 its L2 penalty picked on the validation part. Reported: test accuracy and macro-F1.
 
-Everything is seeded (``--seed``): two runs print the same table.
+Everything is seeded: two runs print the same table.
 
     .venv/bin/python bench/evaluate.py                          # the full run
     .venv/bin/python bench/evaluate.py --json out/evaluate.json --markdown out/evaluate.md
     .venv/bin/python bench/evaluate.py --models tabl,multiscale --epochs 3 --start 2025-01-01
     .venv/bin/python bench/evaluate.py --quick                  # tiny models, two weeks: < 1 min
+    .venv/bin/python bench/evaluate.py --models cross_asset,tabl --results out/rows &
+    .venv/bin/python bench/evaluate.py --models stockformer,multiscale --results out/rows \
+        --no-baselines --no-book; .venv/bin/python bench/evaluate.py --results out/rows
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
 import time
+import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -86,6 +108,12 @@ if str(ROOT) not in sys.path:
 
 from backtest.runner import run_backtest  # noqa: E402
 from bench import data_dir  # noqa: E402
+from bench.evaluation_stats import (  # noqa: E402
+    bar_returns,
+    break_even_bp,
+    daily_returns,
+    sharpe_difference_interval,
+)
 from bot.cli.common import table  # noqa: E402
 from bot.config import Settings, load_settings  # noqa: E402
 from bot.core.timeutil import iso, normalize_interval  # noqa: E402
@@ -99,16 +127,39 @@ from models.datasets import (  # noqa: E402
 from models.features import orderbook_features  # noqa: E402
 from models.registry import build, model_class  # noqa: E402
 from models.training import CHAPTER_RECIPES, predict, seed_everything, train  # noqa: E402
+from strategies import model_backed  # noqa: E402
 from strategies.registry import resolve  # noqa: E402
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "WIFUSDT")
 MODELS = ("cross_asset", "stockformer", "multiscale", "tabl")
-#: (row label, strategy, parameters, symbols it trades; None = all five)
-BASELINES: tuple[tuple[str, str, dict[str, Any], list[str] | None], ...] = (
-    ("equal weight", "equal_weight", {"rebalance": "1w"}, None),
-    ("buy-and-hold BTC", "buy_and_hold", {}, ["BTCUSDT"]),
-    ("momentum", "momentum", {"lookback": 168, "top": 2, "rebalance": "1d"}, None),
-)
+#: (row label, strategy, parameters, symbols it trades (None = all five), shorts allowed)
+BASELINES: tuple[tuple[str, str, dict[str, Any], list[str] | None, bool], ...] = (
+    ("equal weight", "equal_weight", {"rebalance": "1w"}, None, False),
+    ("buy-and-hold BTC", "buy_and_hold", {}, ["BTCUSDT"], False),
+    ("momentum", "momentum", {"lookback": 168, "top": 2, "rebalance": "1d"}, None, False),
+    ("long/short momentum", "momentum",
+     {"lookback": 168, "top": 2, "long_short": True, "rebalance": "1d"}, None, True),
+)  # fmt: skip
+#: What the Sharpe differences are measured against.
+BENCHMARK = "equal weight"
+#: The decision layer's settings, fixed before any evaluation (not tuned on these bars): an
+#: automatic no-trade band whose scale, with the signal's smoothing, each refit picks on its
+#: own validation slice; positions held a day at least; 40× equity a year at most.
+DECIDED = {"band": "auto", "select": {"band_scale": [0.5, 1, 2, 4], "smoothing": [1, 3, 6]},
+           "min_hold": "1d", "turnover_budget": 40.0}  # fmt: skip
+#: Each model runs with its raw signal and through the decision layer (``--variants``; the
+#: ensemble, three models fitted with consecutive seeds at every refit, on request).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "signal": {},
+    "decided": DECIDED,
+    "ensemble": {**DECIDED, "ensemble": 3},
+}
+DEFAULT_VARIANTS = ("signal", "decided")
+SEEDS = (7, 8, 9)
+BARS_PER_DAY = 24
+BARS_PER_YEAR = 365 * BARS_PER_DAY
+INITIAL_CASH = 100_000.0  # config.toml's; fees are shown as a share of it
+ROUND_TRIP_BP = 13.0  # config.toml's 5.5 bp fee + 1 bp slippage, bought and sold
 #: The same limits for every row (see the module docstring).
 RISK = {"max_weight": 1.0, "max_gross": 1.0, "allow_short": False, "max_drawdown": None}
 LOB_FILE = Path("lob") / "bitstamp-btcusd-2015-05-01-lob20.csv"
@@ -184,8 +235,13 @@ def note(message: str) -> None:
 # -- Part A: walk-forward portfolio backtests -----------------------------------------------
 
 
-def settings_for(data_dir: Path, plan: PortfolioPlan, strategy: dict[str, Any]) -> Settings:
-    """config.toml with the evaluation's data, period and risk limits, and one strategy."""
+def settings_for(
+    data_dir: Path, plan: PortfolioPlan, strategy: dict[str, Any],
+    risk: dict[str, Any] = RISK, free: bool = False,
+) -> Settings:  # fmt: skip
+    """config.toml with the evaluation's data, period and risk limits, and one strategy;
+    ``free``: without fees and slippage (the strategy's own cost settings stay as given)."""
+    costs = {"portfolio.fee_bp": 0.0, "portfolio.slippage_bp": 0.0} if free else {}
     return load_settings(
         ROOT / "config.toml",
         {
@@ -195,15 +251,18 @@ def settings_for(data_dir: Path, plan: PortfolioPlan, strategy: dict[str, Any]) 
             "engine.end": plan.end,
             "data.source": "csv",
             "data.path": str(data_dir / "bybit-linear"),
-            **{f"risk.{key}": value for key, value in RISK.items()},
+            **{f"risk.{key}": value for key, value in risk.items()},
+            **costs,
             "strategies": [strategy],
         },
     )
 
 
 def model_params(name: str, plan: PortfolioPlan, seed: int) -> dict[str, Any]:
-    """The strategy parameters that make ``name`` retrain walk-forward under ``plan``."""
+    """The strategy parameters that make ``name`` retrain walk-forward under ``plan`` (the
+    round trip given, so the run without costs trains and decides as the one with them)."""
     params: dict[str, Any] = {
+        "round_trip_bp": ROUND_TRIP_BP,
         "retrain_every": f"every {plan.retrain_every}",
         "train_window": plan.train_window,
         "epochs": plan.epochs,
@@ -245,55 +304,161 @@ def describe_model(name: str, overrides: dict[str, Any], epochs: int) -> str:
     return f"{size}; {epochs} epoch{'s' if epochs != 1 else ''}/fit"
 
 
-def backtest_row(
-    label: str, kind: str, config: str, strategy: dict[str, Any], settings: Settings
-) -> dict[str, Any]:
-    """One row of Part A: run the backtest and keep the metrics the table shows."""
-    note(f"A: {label} ...")
+def _backtest(settings: Settings) -> Any:
+    """One engine replay, without the store (the evaluation keeps only what it reports)."""
+    return run_backtest(settings, record=False, progress=True)
+
+
+def run_row(
+    data_dir: Path, plan: PortfolioPlan, label: str, kind: str, variant: str, seed: int | None,
+    config: str, strategy: dict[str, Any], risk: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """One strategy run twice on the same decisions, with the configured costs and with
+    none: the metrics net of costs, the Sharpe ratio and return gross of them, the break-even
+    cost and the daily returns the bootstrap resamples."""
+    note(f"A: {label} ({variant}{'' if seed is None else f', seed {seed}'}) ...")
     started = time.perf_counter()
-    result = run_backtest(settings, progress=True)
+    net_settings = settings_for(data_dir, plan, strategy, risk)
+    costs = net_settings.portfolio
+    cost_bp = costs.fee_bp + costs.slippage_bp
+    net = _backtest(net_settings)
+    gross = _backtest(settings_for(data_dir, plan, strategy, risk, free=True))
+    if not np.array_equal(net.times, gross.times):
+        raise RuntimeError(f"{label}: the runs with and without costs cover other bars")
+    initial = float(costs.initial_cash)
+    net_bars, gross_bars = bar_returns(net.equity, initial), bar_returns(gross.equity, initial)
+    metrics, free = net.metrics.as_dict(), gross.metrics.as_dict()
+    years = metrics["bars"] / BARS_PER_YEAR
     seconds = time.perf_counter() - started
-    metrics = result.metrics.as_dict()
-    note(f"A: {label} done in {seconds:.0f}s: Sharpe {_number(metrics['sharpe'], '.2f')}, "
-         f"return {_number(metrics['total_return'], '.1%')}")  # fmt: skip
-    return {
-        "name": label,
-        "kind": kind,
-        "config": config,
-        "strategy": strategy,
-        "start": metrics["start"],
-        "end": metrics["end"],
-        "bars": metrics["bars"],
-        "sharpe": metrics["sharpe"],
-        "total_return": metrics["total_return"],
-        "max_drawdown": metrics["max_drawdown"],
-        "turnover": metrics["turnover"],
-        "trades": metrics["trade_count"],
-        "decisions": result.stats.decisions,
-        "fees": metrics["fees"],
-        "funding": metrics["funding"],
-        "final_equity": metrics["final_equity"],
-        "halted": result.halted_reason,
+    row = {
+        "name": label, "kind": kind, "variant": variant, "seed": seed, "config": config,
+        "strategy": strategy, "start": metrics["start"], "end": metrics["end"],
+        "bars": metrics["bars"], "sharpe": metrics["sharpe"],
+        "total_return": metrics["total_return"], "max_drawdown": metrics["max_drawdown"],
+        "turnover": metrics["turnover"], "turnover_per_year": metrics["turnover"] / years,
+        "trades": metrics["trade_count"], "decisions": net.stats.decisions,
+        "fees": metrics["fees"], "funding": metrics["funding"],
+        "final_equity": metrics["final_equity"], "halted": net.halted_reason,
+        "gross_sharpe": free["sharpe"], "gross_return": free["total_return"],
+        "break_even_bp": break_even_bp(gross_bars, net_bars, cost_bp),
+        "daily_returns": daily_returns(net.equity, initial, BARS_PER_DAY).tolist(),
         "seconds": round(seconds, 1),
-    }
+    }  # fmt: skip
+    note(f"A: {label} ({variant}) done in {seconds:.0f}s: Sharpe net "
+         f"{_number(row['sharpe'], '.2f')} gross {_number(row['gross_sharpe'], '.2f')}, "
+         f"return {_number(row['total_return'], '+.1%')}, "
+         f"turnover {row['turnover_per_year']:.0f}×/yr")  # fmt: skip
+    return row
+
+
+def _slug(*parts: Any) -> str:
+    text = "-".join(str(p) for p in parts if p is not None)
+    return "".join(c if c.isalnum() else "_" for c in text)
+
+
+def cached_row(results: Path | None, key: str, compute: Any) -> dict[str, Any]:
+    """A row from ``results`` when an earlier (or parallel) run stored it, else computed and
+    stored: the hour-long evaluation resumes where it stopped and splits across processes."""
+    path = None if results is None else results / f"{key}.json"
+    if path is not None and path.exists():
+        note(f"A: {key} from {path}")
+        return json.loads(path.read_text())
+    row = compute()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(row, allow_nan=False, default=_none))
+    return row
+
+
+def _none(value: Any) -> None:
+    raise TypeError(f"not JSON: {value!r}")
 
 
 def portfolio_rows(
-    data_dir: Path, plan: PortfolioPlan, models: list[str], seed: int
-) -> list[dict[str, Any]]:
-    """Part A: the models walk forward, then the baselines over the same bars."""
+    data_dir: Path, plan: PortfolioPlan, models: list[str], seeds: list[int],
+    baselines: bool, results: Path | None, variants: tuple[str, ...] = DEFAULT_VARIANTS,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Part A: each model over every seed, with its raw signal and through the decision
+    layer (the same fits serve both), then the baselines over the same bars."""
     rows = []
-    for name in models:
-        strategy = {"name": name, "params": model_params(name, plan, seed)}
-        config = describe_model(name, plan.sizes.get(name, {}), plan.epochs)
-        rows.append(backtest_row(name, "model", config, strategy,
-                                 settings_for(data_dir, plan, strategy)))  # fmt: skip
-    for label, name, params, symbols in BASELINES:
-        strategy = {"name": name, "params": params, "symbols": symbols}
-        config = " ".join(f"{k} {v}" for k, v in params.items()) or "hold from the first bar"
-        rows.append(backtest_row(label, "baseline", config, strategy,
-                                 settings_for(data_dir, plan, strategy)))  # fmt: skip
+    with reused_fits():
+        for name in models:
+            config = describe_model(name, plan.sizes.get(name, {}), plan.epochs)
+            for seed in seeds:
+                for variant in variants:
+                    params = {**model_params(name, plan, seed), **VARIANTS[variant]}
+                    strategy = {"name": name, "params": params}
+                    rows.append(cached_row(results, _slug(name, variant, seed), lambda: run_row(
+                        data_dir, plan, name, "model", variant, seed, config, strategy, RISK)))  # noqa: B023  # fmt: skip
+                forget_fits()  # the next seed fits anew
+    if baselines:
+        for label, name, params, symbols, shorts in BASELINES:
+            strategy = {"name": name, "params": params, "symbols": symbols}
+            config = " ".join(f"{k} {v}" for k, v in params.items()) or "hold from the first bar"
+            risk = {**RISK, "allow_short": shorts}
+            rows.append(cached_row(results, _slug(label), lambda: run_row(
+                data_dir, plan, label, "baseline", "-", None, config, strategy, risk)))  # noqa: B023  # fmt: skip
     return rows
+
+
+_FITS: dict[tuple[Any, ...], Any] = {}
+
+
+@contextlib.contextmanager
+def reused_fits() -> Iterator[None]:
+    """Walk-forward fits keyed by what they learn from, so the runs of one seed (with and
+    without costs, with and without the decision layer) train each model once: they differ
+    only after the fit. Fitting is seeded, so a reused fit is the one a fresh run makes."""
+    original = model_backed.fit_on_bars
+
+    def fit(model_name, starts, ohlcv, interval, options, rebalance="bar", progress=False):  # type: ignore[no-untyped-def]
+        data = np.ascontiguousarray(ohlcv)
+        key = (model_name, interval, rebalance, repr(options), zlib.crc32(data.tobytes()),
+               int(starts[0]), len(starts))  # fmt: skip
+        if key not in _FITS:
+            _FITS[key] = original(model_name, starts, ohlcv, interval, options, rebalance,
+                                  progress)  # fmt: skip
+        return _FITS[key]
+
+    model_backed.fit_on_bars = fit
+    try:
+        yield
+    finally:
+        model_backed.fit_on_bars = original
+        forget_fits()
+
+
+def forget_fits() -> None:
+    _FITS.clear()
+
+
+def summaries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One line per strategy and variant: means and spreads over seeds, and the bootstrap
+    interval of the Sharpe difference to equal weight on the same days."""
+    benchmark = next((r for r in rows if r["name"] == BENCHMARK), None)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["name"], r["variant"]), []).append(r)
+    out = []
+    for (name, variant), runs in groups.items():
+
+        def stat(key: str, runs: list[dict[str, Any]] = runs) -> tuple[float, float]:
+            values = np.array([np.nan if r[key] is None else r[key] for r in runs], dtype=float)
+            return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+        line = {"name": name, "kind": runs[0]["kind"], "variant": variant,
+                "config": runs[0]["config"], "seeds": [r["seed"] for r in runs]}  # fmt: skip
+        for key in ("sharpe", "gross_sharpe", "total_return", "max_drawdown",
+                    "turnover_per_year", "fees", "break_even_bp"):  # fmt: skip
+            line[key] = stat(key)
+        if benchmark is not None and name != BENCHMARK:
+            days = min(len(benchmark["daily_returns"]), *(len(r["daily_returns"]) for r in runs))
+            matrix = np.array([r["daily_returns"][:days] for r in runs])
+            line["vs_benchmark"] = sharpe_difference_interval(
+                matrix, np.array(benchmark["daily_returns"][:days])
+            )
+        out.append(line)
+    return out
 
 
 # -- Part B: TABL on the order book ---------------------------------------------------------
@@ -440,27 +605,51 @@ def _number(value: float | None, spec: str) -> str:
     return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
 
 
+def _spread(pair: tuple[float, float], spec: str, seeds: int) -> str:
+    mean, sd = pair
+    if not math.isfinite(mean):
+        return "n/a"
+    if seeds < 2:
+        return format(mean, spec)
+    return f"{format(mean, spec)} ± {format(sd, spec.lstrip('+'))}"
+
+
 def tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(caption, headers, cells) of Part A and Part B."""
     settings = report["settings"]
-    portfolio = report["portfolio"]
-    first = portfolio[0]
+    first = report["portfolio"][0]
     caption_a = (
         f"A. Walk-forward, {iso(first['start'])} → {iso(first['end'])} UTC ({first['bars']:,} "
         f"1h bars of {', '.join(SYMBOLS)}); fee {settings['fee_bp']:g} bp + slippage "
-        f"{settings['slippage_bp']:g} bp per fill, funding, long only; models refit every "
-        f"{settings['retrain_every']} on {settings['train_window']:,} bars, decide every "
-        f"{settings['rebalance']} on {settings['horizon']}-bar targets"
+        f"{settings['slippage_bp']:g} bp per fill, funding, long only (long/short momentum "
+        f"excepted); models refit every {settings['retrain_every']} on "
+        f"{settings['train_window']:,} bars, decide every {settings['rebalance']} on "
+        f"{settings['horizon']}-bar targets, seeds {', '.join(map(str, settings['seeds']))} "
+        "(mean ± standard deviation over seeds); 'decided' = through the decision layer, "
+        "'ensemble' = decided on the mean signal of 3 models fitted with consecutive seeds; "
+        f"ΔSharpe: vs {BENCHMARK}, 95% block-bootstrap interval (10-day blocks)"
     )
-    cells_a = [
-        [r["name"], r["kind"], r["config"], _number(r["sharpe"], ".2f"),
-         _number(r["total_return"], "+.1%"), _number(r["max_drawdown"], ".1%"),
-         _number(r["turnover"], ".1f"), f"{r['trades']:,}"]
-        for r in portfolio
-    ]  # fmt: skip
-    headers_a = ["strategy", "kind", "config", "Sharpe", "total return", "max DD", "turnover",
-                 "trades"]  # fmt: skip
-    book = report["orderbook"]
+    cells_a = []
+    for line in report["summary"]:
+        n = len(line["seeds"])
+        delta = line.get("vs_benchmark")
+        shown = "–" if delta is None else f"{delta[0]:+.2f} [{delta[1]:+.2f}, {delta[2]:+.2f}]"
+        breakeven = line["break_even_bp"]
+        config = line["config"] if line["variant"] in ("signal", "-") else ""
+        cells_a.append([
+            line["name"], line["variant"], config,
+            _spread(line["sharpe"], ".2f", n), _spread(line["gross_sharpe"], ".2f", n),
+            _spread(line["total_return"], "+.1%", n), _spread(line["max_drawdown"], ".1%", n),
+            _spread(line["turnover_per_year"], ".0f", n),
+            _spread((line["fees"][0] / INITIAL_CASH, line["fees"][1] / INITIAL_CASH), ".1%", n),
+            "n/a" if not math.isfinite(breakeven[0]) else f"{breakeven[0]:.1f}", shown,
+        ])  # fmt: skip
+    headers_a = ["strategy", "variant", "config", "Sharpe", "Sharpe gross", "total return",
+                 "max DD", "turnover/yr", "fees", "break-even bp", "ΔSharpe vs EW"]  # fmt: skip
+    out = [(caption_a, headers_a, cells_a)]
+    book = report.get("orderbook")
+    if book is None:
+        return out
     caption_b = (
         f"B. Order book, Bitstamp BTC/USD ({book['snapshots']:,} snapshots, "
         f"{book['plan']['levels']} levels, windows of {book['plan']['window']}): test part, "
@@ -473,7 +662,8 @@ def tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
                             f"{h['samples']['test']:,}", f"{r['accuracy']:.3f}",
                             f"{r['macro_f1']:.3f}"])  # fmt: skip
     headers_b = ["horizon", "method", "config", "test samples", "accuracy", "macro-F1"]
-    return [(caption_a, headers_a, cells_a), (caption_b, headers_b, cells_b)]
+    out.append((caption_b, headers_b, cells_b))
+    return out
 
 
 def render_text(report: dict[str, Any]) -> str:
@@ -513,7 +703,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--train-window", type=int, help="bars each fit learns from")
     parser.add_argument("--epochs", type=int, help="epochs per walk-forward fit (Part A)")
     parser.add_argument("--book-epochs", type=int, help="Part B's TABL epochs (early stopped)")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--seeds",
+        default=",".join(map(str, SEEDS)),
+        help="comma list of seeds: each model runs once per seed",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="Part B's seed")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="folder keeping each finished run: a rerun resumes, and parallel "
+        "runs over other --models share it",
+    )
+    parser.add_argument("--no-baselines", action="store_true", help="models only (Part A)")
+    parser.add_argument(
+        "--variants",
+        default=",".join(DEFAULT_VARIANTS),
+        help=f"comma list of {', '.join(VARIANTS)}",
+    )
+    parser.add_argument("--no-book", action="store_true", help="skip Part B")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--markdown", type=Path, help="also write the tables here (markdown)")
@@ -521,6 +729,14 @@ def parse_args() -> argparse.Namespace:
     unknown = sorted(set(args.models.split(",")) - set(MODELS))
     if unknown:
         parser.error(f"unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}")
+    args.variants = tuple(args.variants.split(","))
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    try:
+        args.seeds = [int(x) for x in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds: whole numbers separated by commas, not {args.seeds!r}")
     if args.retrain_every:
         try:
             args.retrain_every = normalize_interval(args.retrain_every)
@@ -545,14 +761,23 @@ def main() -> int:
         book_plan = replace(book_plan, epochs=args.book_epochs)
     models = [m for m in MODELS if m in args.models.split(",")]
 
-    portfolio = portfolio_rows(args.data, plan, models, args.seed)
-    orderbook = orderbook_part(book_file, book_plan, args.seed)
     costs = settings_for(args.data, plan, {"name": "equal_weight"}).portfolio
+    if 2 * (costs.fee_bp + costs.slippage_bp) != ROUND_TRIP_BP or \
+            costs.initial_cash != INITIAL_CASH:  # fmt: skip
+        print("config.toml's costs or cash changed: update ROUND_TRIP_BP and INITIAL_CASH",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    portfolio = portfolio_rows(
+        args.data, plan, models, args.seeds, not args.no_baselines, args.results, args.variants
+    )
+    orderbook = None if args.no_book else orderbook_part(book_file, book_plan, args.seed)
     report = {
-        "settings": {**asdict(plan), "quick": args.quick, "seed": args.seed,
-                     "threads": args.threads, "fee_bp": costs.fee_bp,
-                     "slippage_bp": costs.slippage_bp, "symbols": list(SYMBOLS), "risk": RISK},
+        "settings": {**asdict(plan), "quick": args.quick, "seeds": args.seeds,
+                     "seed": args.seed, "threads": args.threads, "fee_bp": costs.fee_bp,
+                     "slippage_bp": costs.slippage_bp, "symbols": list(SYMBOLS), "risk": RISK,
+                     "decided": DECIDED},
         "portfolio": portfolio,
+        "summary": summaries(portfolio),
         "orderbook": orderbook,
         "wall_seconds": round(time.perf_counter() - _started, 1),
     }  # fmt: skip

@@ -1,5 +1,7 @@
 """The evaluation benchmark keeps working: ``--quick`` (tiny models, two weeks, two epochs on
-the order book) runs end to end on the real data and reports a complete, consistent table."""
+the order book) runs end to end on the real data and reports a complete, consistent table:
+every model over every seed with its raw signal and through the decision layer, gross and net
+of costs, beside the baselines."""
 
 import json
 import math
@@ -13,7 +15,8 @@ from tests.conftest import ROOT, real_data_dir
 pytestmark = pytest.mark.slow
 
 MODELS = {"cross_asset", "stockformer", "multiscale", "tabl"}
-BASELINES = {"equal weight", "buy-and-hold BTC", "momentum"}
+BASELINES = {"equal weight", "buy-and-hold BTC", "momentum", "long/short momentum"}
+SEEDS = [7, 8, 9]
 METHODS = {"majority class (train)", "logistic regression", "TABL"}
 
 
@@ -40,21 +43,50 @@ def test_every_model_and_baseline_is_measured_over_the_same_period(report):
     rows = report["portfolio"]
     assert {r["name"] for r in rows if r["kind"] == "model"} == MODELS
     assert {r["name"] for r in rows if r["kind"] == "baseline"} == BASELINES
+    runs = sorted((r["name"], r["variant"], r["seed"]) for r in rows if r["kind"] == "model")
+    assert runs == sorted((m, v, s) for m in MODELS for v in ("signal", "decided") for s in SEEDS)
     assert len({(r["start"], r["end"], r["bars"]) for r in rows}) == 1
     assert rows[0]["bars"] == 14 * 24  # the quick plan's two weeks of hourly bars
     for r in rows:
-        for key in ("total_return", "max_drawdown", "turnover", "final_equity", "fees"):
+        for key in ("total_return", "max_drawdown", "turnover", "final_equity", "fees",
+                    "gross_return"):  # fmt: skip
             assert math.isfinite(r[key]), (r["name"], key)
         assert r["trades"] >= 0 and r["decisions"] >= 1 and r["halted"] is None
         if r["trades"]:  # a curve that never moves has no Sharpe ratio
             assert math.isfinite(r["sharpe"]), r["name"]
         assert 0 <= r["max_drawdown"] < 1
+        assert len(r["daily_returns"]) == 14
+        if r["trades"]:  # costs only ever take: gross ≥ net
+            assert r["gross_return"] > r["total_return"]
     hold = next(r for r in rows if r["name"] == "buy-and-hold BTC")
     assert hold["trades"] == 1
     for r in rows:
         if r["kind"] == "model":
             assert r["strategy"]["params"]["retrain_every"] == "every 168h"
             assert r["decisions"] > 1 and r["config"]
+            if r["variant"] == "decided":
+                assert r["strategy"]["params"]["band"] == "auto"
+
+
+def test_the_decision_layer_trades_less_on_the_same_models(report):
+    rows = report["portfolio"]
+    for model in MODELS:
+        for seed in SEEDS:
+            run = {r["variant"]: r for r in rows if r["name"] == model and r["seed"] == seed}
+            assert run["decided"]["turnover"] < run["signal"]["turnover"], (model, seed)
+
+
+def test_summaries_average_the_seeds_and_compare_with_equal_weight(report):
+    lines = {(s["name"], s["variant"]): s for s in report["summary"]}
+    assert len(lines) == 2 * len(MODELS) + len(BASELINES)
+    for model in MODELS:
+        line = lines[(model, "decided")]
+        runs = [r for r in report["portfolio"] if r["name"] == model and r["variant"] == "decided"]
+        assert line["seeds"] == SEEDS
+        assert line["sharpe"][0] == pytest.approx(sum(r["sharpe"] for r in runs) / len(runs))
+        estimate, low, high = line["vs_benchmark"]
+        assert low <= high and math.isfinite(estimate)
+    assert "vs_benchmark" not in lines[("equal weight", "-")]
 
 
 def test_order_book_classifiers_are_scored_on_the_test_part(report):
