@@ -722,6 +722,11 @@ def parse_args() -> argparse.Namespace:
         help=f"comma list of {', '.join(VARIANTS)}",
     )
     parser.add_argument("--no-book", action="store_true", help="skip Part B")
+    parser.add_argument(
+        "--stored",
+        action="store_true",
+        help="render every run kept in --results, running nothing (Part A)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--markdown", type=Path, help="also write the tables here (markdown)")
@@ -742,7 +747,23 @@ def parse_args() -> argparse.Namespace:
             args.retrain_every = normalize_interval(args.retrain_every)
         except ValueError as exc:
             parser.error(f"--retrain-every: {exc}")
+    if args.stored and args.results is None:
+        parser.error("--stored renders the runs kept in --results: give --results")
     return args
+
+
+def stored_rows(results: Path) -> list[dict[str, Any]]:
+    """Every run kept in ``results``: models in the table's order (by variant, then seed),
+    then the baselines."""
+    rows = [json.loads(p.read_text()) for p in sorted(results.glob("*.json"))]
+    variants, baselines = list(VARIANTS), [b[0] for b in BASELINES]
+
+    def order(row: dict[str, Any]) -> tuple[int, int, int]:
+        if row["kind"] == "model":
+            return 0, MODELS.index(row["name"]) * 10 + variants.index(row["variant"]), row["seed"]
+        return 1, baselines.index(row["name"]), 0
+
+    return sorted(rows, key=order)
 
 
 def main() -> int:
@@ -767,9 +788,14 @@ def main() -> int:
         print("config.toml's costs or cash changed: update ROUND_TRIP_BP and INITIAL_CASH",
               file=sys.stderr)  # fmt: skip
         return 2
-    portfolio = portfolio_rows(
-        args.data, plan, models, args.seeds, not args.no_baselines, args.results, args.variants
-    )
+    if args.stored:
+        portfolio = stored_rows(args.results)
+        args.seeds = sorted({r["seed"] for r in portfolio if r["seed"] is not None})
+    else:
+        portfolio = portfolio_rows(
+            args.data, plan, models, args.seeds, not args.no_baselines, args.results,
+            args.variants,
+        )  # fmt: skip
     orderbook = None if args.no_book else orderbook_part(book_file, book_plan, args.seed)
     report = {
         "settings": {**asdict(plan), "quick": args.quick, "seeds": args.seeds,
