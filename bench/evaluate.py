@@ -106,10 +106,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from backtest.metrics import bar_returns  # noqa: E402
 from backtest.runner import run_backtest  # noqa: E402
 from bench import data_dir  # noqa: E402
 from bench.evaluation_stats import (  # noqa: E402
-    bar_returns,
     break_even_bp,
     daily_returns,
     sharpe_difference_interval,
@@ -366,12 +366,8 @@ def cached_row(results: Path | None, key: str, compute: Any) -> dict[str, Any]:
     row = compute()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(row, allow_nan=False, default=_none))
+        path.write_text(json.dumps(row, allow_nan=False))
     return row
-
-
-def _none(value: Any) -> None:
-    raise TypeError(f"not JSON: {value!r}")
 
 
 def portfolio_rows(

@@ -20,12 +20,6 @@ import numpy as np
 DAYS_PER_YEAR = 365
 
 
-def bar_returns(equity: np.ndarray, initial: float) -> np.ndarray:
-    """Simple return of every bar, the first against the initial equity."""
-    curve = np.concatenate([[initial], np.asarray(equity, dtype=float)])
-    return curve[1:] / curve[:-1] - 1.0
-
-
 def daily_returns(equity: np.ndarray, initial: float, bars_per_day: int) -> np.ndarray:
     """Returns over whole days of bars (a trailing partial day is dropped)."""
     curve = np.concatenate([[initial], np.asarray(equity, dtype=float)])

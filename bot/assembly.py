@@ -10,7 +10,6 @@ live run's bars comparable to the run.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from typing import Any
 
@@ -52,7 +51,7 @@ def with_costs(spec: StrategyConfig, settings: Settings) -> dict[str, Any]:
     no-trade band and its training then price the trades the run will pay for."""
     params = dict(spec.params)
     try:
-        accepted = inspect.signature(registry.resolve(spec.name).__init__).parameters
+        accepted = registry.accepted_parameters(registry.resolve(spec.name))
     except registry.StrategyNotFoundError:
         return params  # create() names the problem
     if "round_trip_bp" in accepted and "round_trip_bp" not in params:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -101,7 +102,12 @@ class DecisionRules:
     def round_trip(self) -> float:
         return self.round_trip_bp / 1e4
 
-    @property
+    @cached_property
+    def alpha(self) -> float:
+        """The smoothing EMA's weight of the newest signal."""
+        return 2.0 / (self.smoothing + 1)
+
+    @cached_property
     def min_hold_ms(self) -> int:
         return 0 if self.min_hold is None else interval_ms(normalize_interval(self.min_hold))
 
@@ -140,8 +146,6 @@ class DecisionLayer:
         self.rules = rules
         self.n_symbols = n_symbols
         self.band = 0.0 if rules.band == AUTO else float(rules.band)
-        self._alpha = 2.0 / (rules.smoothing + 1)
-        self._min_hold = rules.min_hold_ms
         self._state = _State(np.zeros(n_symbols), np.full(n_symbols, -(2**62), dtype=np.int64))
         if rules.turnover_budget is not None:
             self._state.budget = rules.turnover_budget * BUDGET_BURST
@@ -159,8 +163,6 @@ class DecisionLayer:
         """New settings (a refit's choice) from the next decision on, keeping what is held,
         the smoothed signal and the budget in hand."""
         self.rules, self.band = rules, band
-        self._alpha = 2.0 / (rules.smoothing + 1)
-        self._min_hold = rules.min_hold_ms
 
     def calibrate(self, typical_size: float, typical_move: float) -> None:
         """Set an automatic band from the signal's and the market's typical sizes."""
@@ -188,12 +190,12 @@ class DecisionLayer:
         signal = np.where(
             np.isnan(raw), state.held if state.smoothed is None else state.smoothed, raw
         )
-        if state.smoothed is None or self._alpha == 1.0:
+        if state.smoothed is None or rules.alpha == 1.0:
             state.smoothed = signal.astype(float)
         else:
-            state.smoothed = state.smoothed + self._alpha * (signal - state.smoothed)
+            state.smoothed = state.smoothed + rules.alpha * (signal - state.smoothed)
         target = self._shape(state.smoothed)
-        free = (time - state.since) >= self._min_hold
+        free = (time - state.since) >= rules.min_hold_ms
         moving = free & (np.abs(target - state.held) > self.band)
         new = np.where(moving, target, state.held)
         if rules.market_neutral and moving.any():

@@ -44,7 +44,7 @@ from bot.core.events import CLOSE
 from bot.core.timeutil import interval_ms, iso, normalize_interval
 from models.base import ModelOutput, TradingModel
 from models.checkpoint import load_checkpoint, weights_digest
-from models.datasets import Normalizer
+from models.datasets import Normalizer, forward_log_returns
 from models.features import DEFAULT_FEATURES, DecisionFeatures, FeatureSpec
 from models.pipeline import TrainOptions, horizon_names
 from models.registry import model_class
@@ -363,8 +363,7 @@ class ModelStrategy(VectorStrategy):
         if len(rows) < 3:
             return ""
         predictions = [self._window_predictions(m, starts, values, rows) for m in members]
-        moves = np.abs(np.log(close[self.horizon :] / close[: -self.horizon]))
-        typical_move = float(np.nanmean(moves))
+        typical_move = float(np.nanmean(np.abs(forward_log_returns(close, self.horizon))))
         if not self.grid:
             raw = self._signal(members, predictions, self.confidence)
             self.layer.calibrate(float(np.abs(raw).mean()), typical_move)
@@ -396,10 +395,14 @@ class ModelStrategy(VectorStrategy):
     ) -> np.ndarray:
         """Raw target weights: the mean of each member's weights from its outputs."""
         weights = [
-            to_weights(m.model.head, p, self.gross, confidence, m.prediction_scale)
+            to_weights(self._head(m), p, self.gross, confidence, m.prediction_scale)
             for m, p in zip(members, predictions, strict=True)
         ]
         return weights[0] if len(weights) == 1 else np.mean(weights, axis=0)
+
+    def _head(self, serving: Serving) -> str:
+        """How the served outputs become weights (see :func:`to_weights`)."""
+        return serving.model.head
 
     def _first_fit(self, ctx: BatchContext, due: np.ndarray) -> None:
         """Walk-forward: train before the first decision on the bars known at it (the
@@ -689,15 +692,9 @@ class MultiScaleStrategy(ModelStrategy):
         served = served.reshape(count, len(self.symbols))
         return served if times is None else self._screen(serving, inputs, served, times)
 
-    def _signal(
-        self, members: Sequence[Serving], predictions: Sequence[np.ndarray], confidence: float
-    ) -> np.ndarray:
-        head = "direction" if self.signal == "direction" else "regression"
-        weights = [
-            to_weights(head, p, self.gross, confidence, m.prediction_scale)
-            for m, p in zip(members, predictions, strict=True)
-        ]
-        return weights[0] if len(weights) == 1 else np.mean(weights, axis=0)
+    def _head(self, serving: Serving) -> str:
+        """The direction logit, or a horizon's return forecast (``signal``)."""
+        return "direction" if self.signal == "direction" else "regression"
 
     def _window_predictions(
         self, serving: Serving, starts: np.ndarray, values: np.ndarray, rows: np.ndarray

@@ -56,13 +56,18 @@ def resolve(name: str) -> type[Strategy]:
     return cls
 
 
+def accepted_parameters(cls: type[Strategy]) -> Mapping[str, inspect.Parameter]:
+    """The parameters a strategy's constructor takes (with ``self``, symbols and interval)."""
+    return inspect.signature(cls.__init__).parameters
+
+
 def create(
     name: str, symbols: Sequence[str], interval: str, params: Mapping[str, Any] | None = None
 ) -> Strategy:
     """Instantiate a strategy; an unknown parameter is a clear error naming it."""
     cls = resolve(name)
     params = dict(params or {})
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = accepted_parameters(cls)
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     unknown = [k for k in params if k not in accepted or k in ("self", "symbols", "interval")]
     if unknown and not takes_any:

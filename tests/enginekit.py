@@ -57,3 +57,15 @@ def make_engine(
 
 def replay(engine: Engine, panel: Panel, feed_rows: int | None = None) -> None:
     asyncio.run(engine.run(ReplayFeed(panel, feed_rows or engine.settings.block_rows)))
+
+
+def fingerprint(engine: Engine, journal: MemoryJournal) -> tuple:
+    """Everything a run produced, comparable with ``==``: two runs with equal fingerprints made
+    the same decisions (and model versions), orders, fills, events and equity, bit for bit."""
+    return (
+        engine.equity_curve()[1].tobytes(),
+        [(d.time, d.strategy, d.weights, d.target, d.model_version) for d in journal.decisions],
+        [(o.link_id, o.qty, o.reason, status) for o, status in journal.orders],
+        [(f.exec_id, f.qty, f.price) for f in journal.fills],
+        [(e.time, e.kind, e.key, e.detail) for e in journal.events],
+    )

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from bench.evaluation_stats import (
-    bar_returns,
     block_indices,
     break_even_bp,
     daily_returns,
@@ -17,9 +16,8 @@ from bench.evaluation_stats import (
 )
 
 
-def test_returns_start_from_the_initial_equity_and_days_are_whole():
+def test_daily_returns_start_from_the_initial_equity_and_days_are_whole():
     equity = np.array([101.0, 99.99, 102.0, 102.0, 103.02])
-    np.testing.assert_allclose(bar_returns(equity, 100.0), [0.01, -0.01, 102 / 99.99 - 1, 0, 0.01])
     np.testing.assert_allclose(daily_returns(equity, 100.0, 2), [-0.0001, 102 / 99.99 - 1])
 
 

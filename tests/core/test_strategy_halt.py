@@ -11,7 +11,7 @@ from bot.core.timeutil import HOUR_MS
 from bot.feeds.synthetic import synthetic_panel
 from strategies.api import VectorStrategy
 from strategies.baselines.equal_weight import EqualWeight
-from tests.enginekit import make_engine, replay
+from tests.enginekit import fingerprint, make_engine, replay
 
 SYMS = ("AAAUSDT", "BBBUSDT", "CCCUSDT")
 
@@ -39,16 +39,6 @@ class Tripwire(VectorStrategy):
             self.asked_after += int(after[0])  # a block that starts after it: never asked
             weights[after] = np.inf
         return weights
-
-
-def fingerprint(engine, journal):
-    return (
-        engine.equity_curve()[1].tobytes(),
-        [(d.time, d.strategy, d.weights, d.target) for d in journal.decisions],
-        [(o.link_id, o.qty, o.reason, status) for o, status in journal.orders],
-        [(f.exec_id, f.qty, f.price) for f in journal.fills],
-        [(e.time, e.kind, e.key, e.detail) for e in journal.events],
-    )
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import tomllib
 import urllib.request
 from pathlib import Path
 
+from bot.store import Store
 from tests.conftest import ROOT
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "WIFUSDT"]
@@ -109,6 +110,13 @@ def write_config(tmp: Path, data: Path, start: str, until: str, speed: float, fa
     path = tmp / "config.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def last_step(url: str) -> int:
+    """The newest run's last processed step (0 before the daemon stored one)."""
+    with Store(url) as store:
+        runs = store.list_runs()
+        return (runs[0]["last_step"] or 0) if runs else 0
 
 
 def bot(config: Path, *args: str, log: Path) -> subprocess.Popen:

@@ -23,6 +23,7 @@ from tests.e2e.harness import (
     bot,
     exchange_clock,
     exchange_status,
+    last_step,
     start_exchange,
     stop,
     wait_until,
@@ -35,12 +36,6 @@ pytestmark = pytest.mark.slow
 START = to_ms("2024-06-01")
 BARS = 500
 SPEED = 3600 / 0.05  # a bar every 50 ms of wall time
-
-
-def last_step(url: str) -> int:
-    with Store(url) as store:
-        runs = store.list_runs()
-        return (runs[0]["last_step"] or 0) if runs else 0
 
 
 def test_recursive_features_in_a_faulty_killed_daemon_equal_its_backtest(tmp_path, linear_dir):

@@ -21,6 +21,7 @@ from tests.e2e.harness import (
     bot,
     exchange_clock,
     exchange_status,
+    last_step,
     start_exchange,
     stop,
     wait_until,
@@ -84,12 +85,6 @@ def test_paper_daemon_through_every_fault_equals_the_backtest(tmp_path, linear_d
     log = (tmp_path / "daemon.log").read_text()
     assert "backfilling over REST" in log and "reconnecting" in log
     check_parity(config, linear_dir)
-
-
-def last_step(url: str) -> int:
-    with Store(url) as store:
-        runs = store.list_runs()
-        return (runs[0]["last_step"] or 0) if runs else 0
 
 
 def test_killed_ten_times_the_daemon_ends_where_an_uninterrupted_run_does(tmp_path, linear_dir):

@@ -19,11 +19,10 @@ from bot.core.timeutil import HOUR_MS, to_ms
 from bot.store import Store
 from strategies.model_backed import CrossAssetStrategy, TABLStrategy
 from tests.conftest import ROOT
-from tests.enginekit import make_engine, replay
-from tests.modelkit import SYMBOLS, TINY, real_panel, train_tiny
+from tests.enginekit import fingerprint, make_engine, replay
+from tests.modelkit import SYMBOLS, TINY, real_panel
+from tests.strategies.conftest import TRADE
 
-TRAIN = ("2024-09-01", "2025-01-01")  # the models' training bars
-TRADE = ("2025-01-01", "2025-03-01")
 ALL_DATA = ("2023-12-18", "2025-07-01")  # every bar the three symbols share
 #: When each model breaks (mid-run and mid-block; TABL's EMA features warm up over 878 bars)
 #: and the first decision the broken model makes
@@ -67,34 +66,8 @@ BREAKING = {"cross_asset": BreakingCrossAsset, "tabl": BreakingTABL}
 HEALTHY = {"cross_asset": CrossAssetStrategy, "tabl": TABLStrategy}
 
 
-@pytest.fixture(scope="module")
-def checkpoints(linear_dir: Path, tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("health-checkpoints")
-    panel = real_panel(linear_dir, *TRAIN)
-    paths = {}
-    for name in HEALTHY:
-        paths[name] = folder / f"{name}.pt"
-        train_tiny(name, panel, paths[name])
-    return paths
-
-
-@pytest.fixture(scope="module")
-def traded(linear_dir: Path) -> Panel:
-    return real_panel(linear_dir, *TRADE)
-
-
 def made(cls, name: str, checkpoint: Path, panel: Panel, **params):
     return cls(panel.symbols, "1h", checkpoint=str(checkpoint), features=TINY[name][1], **params)
-
-
-def fingerprint(engine, journal):
-    return (
-        engine.equity_curve()[1].tobytes(),
-        [(d.time, d.weights, d.target, d.model_version) for d in journal.decisions],
-        [(o.link_id, o.qty, o.reason, status) for o, status in journal.orders],
-        [(f.exec_id, f.qty, f.price) for f in journal.fills],
-        [(e.time, e.kind, e.key, e.detail) for e in journal.events],
-    )
 
 
 @pytest.mark.parametrize("name", list(HEALTHY))
