@@ -241,6 +241,29 @@ class PaperConfig(_Section):
     lease_ttl_s: float = Field(30.0, ge=3, le=3600)
 
 
+class LogConfig(_Section):
+    """Where a daemon's routine log goes: its terminal shows only what a user acts on (see
+    :mod:`bot.logs`); everything else is kept in this file, rotated so months fit."""
+
+    file: str = "logs/bot.log"  # relative to the config file; '' keeps none (then -v shows them)
+    max_mb: float = Field(20.0, gt=0, le=10_000)  # rotate at this size ...
+    keep: int = Field(5, ge=1, le=1_000)  # ... keeping this many old files
+
+
+class MonitoringConfig(_Section):
+    """``/metrics`` (Prometheus) and ``/healthz`` of a running daemon (``bot paper``, ``bot
+    live``, ``bot demo``), served on its event loop (see :mod:`bot.monitoring`)."""
+
+    enabled: bool = True
+    host: str = Field("127.0.0.1", min_length=1)  # 0.0.0.0 exposes it to the network
+    # unset: any free port (the daemon logs the URL); a fixed one is what Prometheus scrapes,
+    # and two daemons need two
+    port: int = Field(0, ge=0, le=65535)
+    # /healthz fails when no step came for the interval (over the local exchange's speed) +
+    # engine.grace_ms + this many seconds
+    step_slack_s: float = Field(30.0, ge=0, le=MAX_WAIT_S)
+
+
 class FaultsConfig(_Section):
     """Faults the local exchange injects, deterministically under its seed."""
 
@@ -483,6 +506,8 @@ class Settings(_Section):
     store: StoreConfig = StoreConfig()
     venue: VenueConfig = VenueConfig()
     paper: PaperConfig = PaperConfig()
+    log: LogConfig = LogConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     models: ModelsConfig = ModelsConfig()
     exchange: ExchangeConfig = ExchangeConfig()
     live: LiveConfig = LiveConfig()
@@ -646,13 +671,17 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def resolve_paths(settings: Settings, base: Path) -> Settings:
-    """Make relative data paths and SQLite files relative to the config file's folder."""
+    """Make relative data paths, SQLite files and the log file relative to the config file's
+    folder."""
     data_path = Path(os.path.expandvars(settings.data.path)).expanduser()
     if not data_path.is_absolute():
         data_path = (base / data_path).resolve()
     out_dir = Path(os.path.expandvars(settings.train.out_dir)).expanduser()
     if not out_dir.is_absolute():
         out_dir = (base / out_dir).resolve()
+    log_file = settings.log.file
+    if log_file and not Path(os.path.expandvars(log_file)).expanduser().is_absolute():
+        log_file = str((base / os.path.expandvars(log_file)).resolve())
     url = settings.store.url
     parsed = make_url(url)
     if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
@@ -666,6 +695,7 @@ def resolve_paths(settings: Settings, base: Path) -> Settings:
             "data": settings.data.model_copy(update={"path": str(data_path)}),
             "store": settings.store.model_copy(update={"url": url}),
             "train": settings.train.model_copy(update={"out_dir": str(out_dir)}),
+            "log": settings.log.model_copy(update={"file": log_file}),
         }
     )
 

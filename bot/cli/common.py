@@ -18,6 +18,7 @@ from bot.config import (
     has_non_finite,
     load_settings,
 )
+from bot.logs import daemon_logging
 from bot.redact import redact_url
 
 DEFAULT_CONFIG = Path("config.toml")
@@ -152,3 +153,14 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(line.rstrip() for line in lines)
+
+
+def daemon_log(args: argparse.Namespace, settings: Settings, file: Path | None = None):
+    """:func:`bot.logs.daemon_logging` for a daemon command: ``-v`` from the command line, the
+    file from ``[log]`` (or ``file``, e.g. the demo's beside its store), announced in one line
+    so the user knows where the routine lines went."""
+    if file is None and settings.log.file:
+        file = Path(settings.log.file)
+    if file is not None:
+        print(f"log: {file} (routine lines; -v shows them here)", flush=True)
+    return daemon_logging(args.verbose, file, max_mb=settings.log.max_mb, keep=settings.log.keep)

@@ -8,13 +8,17 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 
+from backtest.html_report import write_report
 from backtest.parity import backtest_of_run, compare_runs
+from backtest.run_data import load_run
 from bot.cli.common import (
     Overrides,
     UsageError,
     apply_torch_threads,
+    daemon_log,
     flag_overrides,
     settings_from,
 )
@@ -95,6 +99,7 @@ def demo_settings(args: argparse.Namespace) -> Settings:
             "store.url": f"sqlite:///{args.store.resolve()}",
             "paper.until": str(opens + (args.bars + 1) * step),
             "paper.heartbeat_s": 15.0,
+            "monitoring.port": 0,  # any free port: the daemon prints its URL
             "scheduler.equity_snapshot": "every 1d",
         },
     )
@@ -105,7 +110,6 @@ def run_demo(args: argparse.Namespace) -> int:
     apply_torch_threads(settings)
     if args.store.exists():
         args.store.unlink()
-    logging.getLogger("bot").setLevel(logging.INFO)
     opens = to_ms(settings.exchange.start)
     print(f"demo: {', '.join(s.name for s in settings.strategies)} on "
           f"{', '.join(settings.engine.symbols)} ({settings.engine.interval}), "
@@ -118,18 +122,16 @@ def run_demo(args: argparse.Namespace) -> int:
         async with ExchangeServer(settings) as server:
             live = settings.model_copy(update={"exchange": settings.exchange.model_copy(
                 update={"port": server.port})})  # fmt: skip
-            print(f"local exchange at {server.rest_url} and {server.ws_url}")
             daemon = PaperDaemon(live, new_run=True, echo=print, explain=attention_note)
             return await daemon.run()
 
     try:
-        run_id = asyncio.run(main())
+        with daemon_log(args, settings, args.store.with_suffix(".log")):
+            run_id = asyncio.run(main())
     except StartupError as exc:
         raise UsageError(str(exc)) from None
     with Store(settings.store.url) as store:
-        run = store.get_run(run_id)
-        print(f"\npaper run {run_id}: {run['counts']['decisions']} decisions, "
-              f"{run['counts']['fills']} fills; backtesting the same bars ...")  # fmt: skip
+        print(f"\npaper run {run_id}: {activity(store, run_id)}; backtesting the same bars ...")
         replay_id = backtest_of_run(settings, store, run_id)
         problems = compare_runs(store, run_id, replay_id)
     if problems:
@@ -138,7 +140,23 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"parity: the backtest {replay_id} of the same bars made the same decisions, orders, "
           f"fills and equity, value for value.\nInspect: bot runs show {run_id} --store "
           f"{settings.store.url}")  # fmt: skip
+    with Store(settings.store.url) as store:
+        runs = [load_run(store, run_id), load_run(store, replay_id)]
+        out = args.store.with_name(args.store.stem + "-report.html")
+        title = "bot demo: the paper run and its backtest"
+        report = write_report(runs, out, title=title, store=store)
+    print(f"report: {report}")
     return 0
+
+
+def activity(store: Store, run_id: str) -> str:
+    """What a run did, in words: decisions, trades (fills of orders) and funding settlements,
+    which the journal keeps in one table but a person counts apart."""
+    kinds = Counter(fill["exec_type"] for fill in store.fills(run_id))
+    decisions = len(store.decisions(run_id))
+    return (f"{decisions} decisions, {kinds.pop('Trade', 0)} trades, "
+            f"{kinds.pop('Funding', 0)} funding settlements"
+            + "".join(f", {n} {kind.lower()}" for kind, n in sorted(kinds.items())))  # fmt: skip
 
 
 def fit_demo_model(settings: Settings, name: str, opens: int, path: Path) -> None:

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import time
 
 from bot.cli.common import (
     Overrides,
     UsageError,
     apply_torch_threads,
+    daemon_log,
     flag_overrides,
     settings_from,
 )
+from bot.cli.demo_model import attention_note
+from bot.cli.paper_cmd import echo
 from bot.config import MAINNET_TOKEN, Settings
 from bot.live.check import check_account, reconcile_lines
 from bot.live.daemon import LiveDaemon
@@ -86,8 +88,6 @@ def credentials(settings: Settings) -> Credentials:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, overrides(args))
     apply_torch_threads(settings)
-    if args.verbose == 0:
-        logging.getLogger("bot").setLevel(logging.INFO)
     if args.action == "halt":
         if not args.run:
             raise UsageError("bot live halt needs --run RUN_ID")
@@ -117,9 +117,11 @@ def run(args: argparse.Namespace) -> int:
         rails=rail_limits(settings), adopt=args.adopt, new_run=args.new, run_id=args.run,
         force=args.force, resend_window_s=live.resend_window_s,
         settle_timeout_s=live.settle_timeout_s, reconcile_interval_s=live.reconcile_interval_s,
+        echo=echo, explain=attention_note,
     )  # fmt: skip
     try:
-        asyncio.run(daemon.run())
+        with daemon_log(args, settings):
+            asyncio.run(daemon.run())
     except (StartupError, SubscriptionError, PreflightError) as exc:
         raise UsageError(str(exc)) from None
     except BybitError as exc:  # the account could not be read at start-up

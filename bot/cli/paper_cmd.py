@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 
 from bot.cli.common import (
     Overrides,
     UsageError,
     apply_torch_threads,
+    daemon_log,
     flag_overrides,
     settings_from,
 )
+from bot.cli.demo_model import attention_note
 from bot.paper.daemon import PaperDaemon, StartupError
 from bot.venues.bybit.stream import SubscriptionError
 
@@ -45,11 +46,18 @@ def overrides(args: argparse.Namespace) -> Overrides:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, overrides(args))
     apply_torch_threads(settings)
-    if args.verbose == 0:  # a daemon's log is its user interface: status lines by default
-        logging.getLogger("bot").setLevel(logging.INFO)
-    daemon = PaperDaemon(settings, new_run=args.new, run_id=args.run, force=args.force)
+    daemon = PaperDaemon(
+        settings, new_run=args.new, run_id=args.run, force=args.force,
+        echo=echo, explain=attention_note,
+    )  # fmt: skip
     try:
-        asyncio.run(daemon.run())
+        with daemon_log(args, settings):
+            asyncio.run(daemon.run())
     except (StartupError, SubscriptionError) as exc:
         raise UsageError(str(exc)) from None
     return 0
+
+
+def echo(line: str) -> None:
+    """One line per decision, fill, funding settlement and equity snapshot, as it happens."""
+    print(line, flush=True)

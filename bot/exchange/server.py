@@ -36,6 +36,7 @@ from bot.exchange.rest import STATE, add_routes, bybit_middleware
 from bot.exchange.session import Session
 from bot.exchange.state import ExchangeState
 from bot.exchange.tape import Tape, load_tape
+from bot.logs import USER_EVENT
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,7 @@ class ExchangeServer:
             self.state.market.tape.interval,
             len(self.state.market.symbols),
             ", held until the first subscription" if clock.held else "",
+            extra=USER_EVENT,
         )
         if self.state.private.members:
             log.info(
@@ -203,6 +205,7 @@ class ExchangeServer:
                 len(self.state.private.members),
                 ", ".join(self.state.private.members),
                 self.private_ws_url,
+                extra=USER_EVENT,
             )
 
     async def stop(self) -> None:

@@ -49,6 +49,9 @@ from bot.live.wallet_check import (
     settle_balance,
     tolerance,
 )
+from bot.logs import USER_EVENT
+from bot.monitoring.live import read_live
+from bot.monitoring.metrics import Reader
 from bot.paper.daemon import PaperDaemon, StartupError, _Run
 from bot.store import Store
 from bot.venues.bybit.credentials import Credentials
@@ -266,7 +269,7 @@ class LiveDaemon(PaperDaemon):
         if await asyncio.to_thread(halt_requested, store, run.run_id):
             await self._halt(store, run, "halt requested by hand (bot live halt)")
         log.info("live run %s trading (%s)", run.run_id, "adopting the account's positions"
-                 if self.adopt else "positions reconciled")  # fmt: skip
+                 if self.adopt else "positions reconciled", extra=USER_EVENT)  # fmt: skip
 
     def _side_tasks(self, store: Store, events: asyncio.Queue) -> list[asyncio.Task]:
         self._events = events
@@ -274,6 +277,10 @@ class LiveDaemon(PaperDaemon):
             events.put_nowait((report, 0))
         self._startup_reports = []
         return [asyncio.create_task(self._reconcile_periodically(store), name="reconcile")]
+
+    def _metric_readers(self) -> list[Reader]:
+        """The private stream's, the trading client's and the executor's counters too."""
+        return [functools.partial(read_live, self)]
 
     def _start_private_stream(self) -> None:
         """The private stream outlives the public one: at shutdown it still delivers what
@@ -352,7 +359,7 @@ class LiveDaemon(PaperDaemon):
         for execution in missed:
             self.executor.on_execution(execution)
         if missed:
-            log.info("booked %d executions the bot had not seen", len(missed))
+            log.info("booked %d executions the bot had not seen", len(missed), extra=USER_EVENT)
 
     def _price(self, symbol: str) -> float:
         portfolio = self.engine.portfolio
@@ -536,7 +543,7 @@ class LiveDaemon(PaperDaemon):
             await self._store_baseline(store, run, baseline)
         self._wallet = WalletWatch(baseline)
         log.info("wallet: %.4f %s (baseline %.4f)", wallet, self.trader.settle_coin,
-                 baseline.wallet)  # fmt: skip
+                 baseline.wallet, extra=USER_EVENT)  # fmt: skip
         await self._check_wallet(store, run, wallet, positions)
 
     async def _store_baseline(self, store: Store, run: _Run, baseline: WalletBaseline) -> None:

@@ -70,6 +70,10 @@ from bot.core.market_data import (
 )
 from bot.core.timeutil import interval_ms, iso, to_ms
 from bot.feeds.loaders import align
+from bot.logs import USER_EVENT
+from bot.monitoring.metrics import Reader
+from bot.monitoring.server import MonitoringError, MonitoringServer, serve_daemon
+from bot.monitoring.steps import StepMeter
 from bot.paper.journals import EchoJournal, GatedJournal
 from bot.store import Store
 from bot.store.faults import LeaseLostError, StoreGoneError, StoreUnavailableError
@@ -151,6 +155,8 @@ class PaperDaemon:
         self.stream: BarStream | None = None
         self.barrier: Barrier | None = None
         self.latencies_ns: list[int] = []  # closing kline received → orders handed over
+        self.steps = StepMeter(self.symbols, self.wall.now)  # what monitoring reads of steps
+        self.monitor: MonitoringServer | None = None
         self._gate: GatedJournal | None = None
         self._run: _Run | None = None
         self._lease_keeper: asyncio.Task | None = None
@@ -172,6 +178,7 @@ class PaperDaemon:
                 loop.add_signal_handler(sig, self._on_signal, sig)
         store: Store | None = None
         try:
+            await self._serve_monitoring()
             store = await asyncio.to_thread(
                 Store, self.settings.store.url, lock_timeout_s=self.settings.store.lock_timeout_s
             )
@@ -205,6 +212,27 @@ class PaperDaemon:
                     loop.remove_signal_handler(sig)
             if store is not None:
                 await asyncio.to_thread(store.close)
+            if self.monitor is not None:
+                await self.monitor.stop()
+
+    async def _serve_monitoring(self) -> None:
+        """Serve ``/metrics`` and ``/healthz`` ([monitoring]) while the daemon runs; a port
+        it cannot listen on stops it before it starts, like a bad setting."""
+        try:
+            self.monitor = await serve_daemon(self, self.settings.monitoring,
+                                              self._metric_readers())  # fmt: skip
+        except MonitoringError as exc:
+            raise StartupError(str(exc)) from None
+
+    @property
+    def run_id(self) -> str | None:
+        """The run this daemon drives, once found or created."""
+        return None if self._run is None else self._run.run_id
+
+    @property
+    def fault(self) -> BaseException | None:
+        """A store fault found off the main path, which stops the daemon."""
+        return self._fault
 
     def _raise_fault(self) -> None:
         if self._fault is not None:
@@ -247,7 +275,7 @@ class PaperDaemon:
             for s in self.symbols
         }
         self.settings = self.settings.model_copy(update={"instruments": instruments})
-        strategies = make_strategies(self.settings)
+        strategies = self.steps.timed(make_strategies(self.settings))
         now = await market.server_time()
         if run is None:
             run = await asyncio.to_thread(self._create_run, store, now)
@@ -296,10 +324,12 @@ class PaperDaemon:
             log.info(
                 "replayed %d stored steps up to %s: %d decisions as journaled, %d diverged",
                 done, iso(run.last_step), gate.replayed - gate.diverged, gate.diverged,
+                extra=USER_EVENT,
             )  # fmt: skip
         gate.open = True
         if done < len(traded):
-            log.info("processing %d steps missed while down", len(traded) - done)
+            log.info("processing %d steps missed while down", len(traded) - done,
+                     extra=USER_EVENT)  # fmt: skip
             await self._process(traded.slice(done, len(traded)), store, market)
         await self._audit_recent(store, market)
         await self._go_live(store, run)
@@ -330,6 +360,10 @@ class PaperDaemon:
         """Tasks that run beside the stream (a live executor's worker, its private stream)."""
         return []
 
+    def _metric_readers(self) -> list[Reader]:
+        """What ``/metrics`` shows beyond every daemon's counters: nothing for paper trading."""
+        return []
+
     async def _claim(self, store: Store, run: _Run, *, resumed: bool) -> None:
         """Take the run's lease (refused while another live daemon holds it), and keep it
         from now on: a heartbeat renews it every third of its lifetime."""
@@ -340,7 +374,7 @@ class PaperDaemon:
             log.info(
                 "resuming %s run %s (trading since %s, last step %s)",
                 self.kind, run.run_id, iso(run.data_start),
-                iso(run.last_step) if run.last_step else "none",
+                iso(run.last_step) if run.last_step else "none", extra=USER_EVENT,
             )  # fmt: skip
         self._run = run
         if self._lease_keeper is None:
@@ -395,7 +429,7 @@ class PaperDaemon:
             if configured.qty_step != specs[symbol].qty_step:
                 log.info(
                     "%s: venue qty step %g replaces the configured %g",
-                    symbol, specs[symbol].qty_step, configured.qty_step,
+                    symbol, specs[symbol].qty_step, configured.qty_step, extra=USER_EVENT,
                 )  # fmt: skip
         return specs
 
@@ -440,7 +474,8 @@ class PaperDaemon:
             started_at=self.wall.now(),
             data_start=data_start,
         )
-        log.info("new %s run %s: trading from %s", self.kind, run_id, iso(data_start))
+        log.info("new %s run %s: trading from %s", self.kind, run_id, iso(data_start),
+                 extra=USER_EVENT)  # fmt: skip
         self.new_run, self.requested_run = False, run_id  # a retried start resumes this run
         return _Run(run_id, data_start, None)
 
@@ -522,6 +557,7 @@ class PaperDaemon:
         self.stream = market.stream(
             self.symbols, self.interval, dict.fromkeys(self.symbols, last_start), sink
         )
+        self.steps.going_live()
         tasks = [
             asyncio.create_task(self.stream.run(self.stop), name="stream"),
             asyncio.create_task(self._consume(events, store, market), name="engine"),
@@ -589,7 +625,7 @@ class PaperDaemon:
             compared += recheck.compared
             corrected += len(recheck.corrections)
         log.info("compared %d recent bars with the venue's record: %d corrected",
-                 compared, corrected)  # fmt: skip
+                 compared, corrected, extra=USER_EVENT if corrected else None)  # fmt: skip
         if corrected:
             await asyncio.to_thread(self._gate.flush)
 
@@ -636,7 +672,7 @@ class PaperDaemon:
             stats.get("future_updates", 0), stats.get("reconnects", 0), counters.get("gaps", 0),
             counters.get("duplicate", 0), counters.get("out_of_order", 0),
             counters.get("backfilled", 0), stats.get("corrected", 0), rest.get("requests", 0),
-            rest.get("retries", 0), rest.get("refused_bars", 0),
+            rest.get("retries", 0), rest.get("refused_bars", 0), extra=USER_EVENT,
         )  # fmt: skip
 
     # -- one batch of released steps ------------------------------------------------------------
@@ -656,10 +692,11 @@ class PaperDaemon:
         orders = engine.stats.orders
         self._step_received(received_ns)
         await asyncio.to_thread(engine.process, rows)
+        self.steps.stepped(rows, received_ns)
         if received_ns and engine.stats.orders != orders:
             self.latencies_ns.append(engine.last_submission_ns - received_ns)
         if self.until is not None and engine.clock.now() >= self.until:
-            log.info("reached %s: stopping", iso(self.until))
+            log.info("reached %s: stopping", iso(self.until), extra=USER_EVENT)
             self._reached_until = True
             self.stop.set()
 
@@ -691,7 +728,7 @@ class PaperDaemon:
         await asyncio.to_thread(store.set_run_status, run.run_id, "stopped")
         await asyncio.to_thread(store.release_lease, run.run_id, self.owner)
         self.log_status()
-        log.info("%s run %s stopped cleanly", self.kind, run.run_id)
+        log.info("%s run %s stopped cleanly", self.kind, run.run_id, extra=USER_EVENT)
 
 
 def _spec_fields(spec: InstrumentSpec) -> dict:

@@ -36,6 +36,7 @@ from bot.config import VenueConfig
 from bot.core.backoff import Backoff
 from bot.core.events import Bar
 from bot.core.timeutil import interval_ms
+from bot.logs import USER_EVENT
 from bot.redact import redact_url
 from bot.venues.bybit.kline_holds import KlineHolds, Released
 from bot.venues.bybit.klines import CloseAudit, Closed, Corrected, KlineTracker, Opened
@@ -220,7 +221,8 @@ class PublicStream:
                 for update in message:  # data may race the acks
                     await self._apply(update)
         self.stats["subscribed"] += 1
-        log.info("subscribed to %d topics on %s", len(self.topics), self.shown_url)
+        log.info("subscribed to %d topics on %s", len(self.topics), self.shown_url,
+                 extra=USER_EVENT)  # fmt: skip
 
     async def _ping(self, ws) -> None:
         interval = self.venue.ping_interval_s
