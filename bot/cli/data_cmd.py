@@ -1,18 +1,24 @@
-"""``bot data``: bring bar files into the store and see what it holds."""
+"""``bot data``: bring bar files into the store, see what it holds, export it to Parquet."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from bot.cli.common import UsageError, parse_symbols, settings_from, store_url, table
 from bot.cli.exits import report
+from bot.core.events import FIELDS
 from bot.core.timeutil import iso, normalize_interval, to_ms
-from bot.feeds.loaders import DataError, read_bars
+from bot.feeds.loaders import DataError, check_bars, read_bars
 from bot.store import Store
 from bot.venues.bybit.fetch import fetch_funding_to_store, fetch_klines_to_store
 from bot.venues.bybit.rest import BybitRest
@@ -43,6 +49,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     lst = sub.add_parser("list", help="what bars the store holds")
     lst.add_argument("--store", help="SQLAlchemy URL (default: config store.url)")
     lst.set_defaults(handler=list_data)
+    exp = sub.add_parser(
+        "export", help="write the store's bars and funding to Parquet (--source parquet reads it)"
+    )
+    exp.add_argument("--out", required=True, type=Path, help="folder: <interval>/<SYMBOL>.parquet")
+    exp.add_argument("--symbols", help="comma-separated (default: every stored symbol)")
+    exp.add_argument("--interval", help="bar interval, e.g. 1h (default: every stored one)")
+    exp.add_argument("--start", help="first bar (date or ISO time, UTC)")
+    exp.add_argument("--end", help="end, exclusive")
+    exp.add_argument("--store", help="SQLAlchemy URL (default: config store.url)")
+    exp.set_defaults(handler=export_data)
 
 
 def bar_files(paths: list[Path]) -> list[Path]:
@@ -150,3 +166,93 @@ def list_data(args: argparse.Namespace) -> int:
     ]
     print(table(rows, ["symbol", "interval", "bars", "first", "last"]))
     return 0
+
+
+#: Name of the funding folder beside the interval folders, as in ``../shared/data``.
+FUNDING_DIR = "funding-8h"
+
+
+def export_data(args: argparse.Namespace) -> int:
+    """The store's bars as ``<out>/<interval>/<SYMBOL>.parquet`` and its funding rates as
+    ``<out>/funding-8h/<SYMBOL>.parquet``: the layout ``bot backtest --source parquet --data
+    <out>`` reads, in the columns ``bot data import`` takes back. Bars are checked on the way
+    out, as a backtest from the store would check them, so a file never holds a bar that its
+    replay would refuse."""
+    symbols = parse_symbols(args.symbols) if args.symbols is not None else None
+    interval = normalize_interval(args.interval) if args.interval else None
+    start, end = time_flag(args.start, "--start"), time_flag(args.end, "--end")
+    store = Store(store_url(args))
+    try:
+        series = exported_series(store.kline_summary(), symbols, interval)
+        rows = []
+        for symbol, every in tqdm(series, unit="file", desc="export", leave=False, disable=None):
+            frame = store.load_klines(symbol, every, start, end)
+            if frame.empty:
+                rows.append([symbol, every, "0", "(no bars in the range)"])
+                continue
+            check_bars(frame, every, f"the store's {symbol} {every} bars")
+            path = write_atomically(bars_table(frame), args.out / every / f"{symbol}.parquet")
+            rows.append([symbol, every, f"{len(frame):,}", str(path)])
+        funding = store.load_funding(sorted({symbol for symbol, _ in series}), start, end)
+    finally:
+        store.close()
+    for symbol, (times, rates) in sorted(funding.items()):
+        rates_table = pa.table({"timestamp_ms": times, "funding_rate": rates})
+        path = write_atomically(rates_table, args.out / FUNDING_DIR / f"{symbol}.parquet")
+        rows.append([symbol, "funding", f"{len(times):,}", str(path)])
+    print(table(rows, ["symbol", "interval", "rows", "file"]))
+    return 0
+
+
+def time_flag(text: str | None, flag: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return to_ms(text)
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: not a date, ISO time or epoch ms") from None
+
+
+def exported_series(
+    summary: list[dict], symbols: list[str] | None, interval: str | None
+) -> list[tuple[str, str]]:
+    """(symbol, interval) pairs of the store to export; a requested symbol or interval the
+    store lacks is named rather than silently skipped."""
+    stored = [(s["symbol"], s["interval"]) for s in summary]
+    chosen = [
+        (s, i) for s, i in stored if (interval is None or i == interval)
+        and (symbols is None or s in symbols)
+    ]  # fmt: skip
+    missing = sorted(set(symbols or ()) - {s for s, _ in chosen})
+    if missing or not chosen:
+        what = f"{interval} bars" if interval else "bars"
+        lacking = f" for {', '.join(missing)}" if missing else ""
+        raise UsageError(f"the store holds no {what}{lacking}; see `bot data list`")
+    return chosen
+
+
+def bars_table(frame: pd.DataFrame) -> pa.Table:
+    """Store bars in the file format of ``bot data import``: int64 ``timestamp_ms`` (the
+    bar's open time) and float64 prices; ``turnover`` only where the store knows some."""
+    columns = {"timestamp_ms": frame["start"].to_numpy(np.int64)}
+    for name in FIELDS:
+        columns[name] = frame[name].to_numpy(np.float64)
+    if frame["turnover"].notna().any():
+        columns["turnover"] = frame["turnover"].to_numpy(np.float64)
+    return pa.table(columns)
+
+
+def write_atomically(data: pa.Table, path: Path) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``: a
+    reader (a backtest running meanwhile) sees the old file or the new one, never half of
+    one, and a failed export leaves the old one in place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        pq.write_table(data, temporary)
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -14,16 +14,20 @@ milliseconds, and the fast path (well-typed columns) converts nothing twice.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from bot.core.bar_rules import row_problems
 from bot.core.events import FIELDS, Panel
 from bot.core.timeutil import interval_ms, normalize_interval
 
 TIME_COLUMNS = ("timestamp_ms", "start", "timestamp", "open_time")
+#: Every column a bar file may hold that :func:`read_bars` uses.
+BAR_COLUMNS = (*TIME_COLUMNS, *FIELDS, "turnover")
 #: 3000-01-01 in epoch ms: later "times" are micro- or nanoseconds, or garbage.
 MAX_TIME_MS = 32_503_680_000_000
 
@@ -32,10 +36,16 @@ class DataError(ValueError):
     """Market data that cannot be used as it is."""
 
 
-def find_bar_file(root: Path, symbol: str, interval: str) -> Path:
+def find_bar_file(root: Path, symbol: str, interval: str, prefer: str = "csv") -> Path:
+    """The file of ``symbol``'s bars under ``root`` (``<interval>/<SYMBOL>.csv`` first, then
+    ``<SYMBOL>.csv`` at the top); where both a CSV and a Parquet file exist, ``prefer`` picks
+    (``data.source``: a Parquet export beside its CSV must be what ``--source parquet`` reads)."""
     name = normalize_interval(interval)
-    candidates = [root / name / f"{symbol}{ext}" for ext in (".csv", ".parquet", ".csv.gz")] + [
-        root / f"{symbol}{ext}" for ext in (".csv", ".parquet", ".csv.gz")
+    exts = (
+        (".parquet", ".csv", ".csv.gz") if prefer == "parquet" else (".csv", ".parquet", ".csv.gz")
+    )
+    candidates = [root / name / f"{symbol}{ext}" for ext in exts] + [
+        root / f"{symbol}{ext}" for ext in exts
     ]
     for path in candidates:
         if path.exists():
@@ -45,11 +55,18 @@ def find_bar_file(root: Path, symbol: str, interval: str) -> Path:
     )
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """The file as a frame; an empty, unreadable or malformed file is a :class:`DataError`."""
+def read_table(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The file as a frame; an empty, unreadable or malformed file is a :class:`DataError`.
+
+    From Parquet, only those of ``columns`` the file has are read (all without ``columns``),
+    straight through pyarrow: half the time of ``pd.read_parquet`` on minute bars, which
+    makes Parquet load faster than CSV rather than at par."""
     try:
         if path.suffix == ".parquet":
-            return pd.read_parquet(path)
+            parquet = pq.ParquetFile(path)
+            names = parquet.schema_arrow.names
+            wanted = names if columns is None else [c for c in names if c in columns]
+            return parquet.read(columns=wanted).to_pandas()
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty file (no header, no rows)") from None
@@ -61,7 +78,7 @@ def read_table(path: Path) -> pd.DataFrame:
 def read_bars(path: Path, interval: str) -> pd.DataFrame:
     """Bars of one symbol as a frame with int64 ``start`` and float OHLCV (+ turnover), every
     row checked (see the module docstring)."""
-    frame = read_table(path)
+    frame = read_table(path, BAR_COLUMNS)
     time_col = next((c for c in TIME_COLUMNS if c in frame.columns), None)
     if time_col is None:
         raise DataError(f"{path}: no time column (expected one of {', '.join(TIME_COLUMNS)})")
@@ -71,11 +88,12 @@ def read_bars(path: Path, interval: str) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{path}: no bars (a header and no rows)")
     columns = [*FIELDS, *(["turnover"] if "turnover" in frame.columns else [])]
-    out = pd.DataFrame({"start": epoch_ms(frame[time_col], str(path))})
+    out = {"start": epoch_ms(frame[time_col], str(path))}
     for column in columns:
         out[column] = numbers(frame[column], str(path))
-    check_bars(out, interval, str(path))
-    return out
+    bars = pd.DataFrame(out)  # built once: adding columns one by one costs twice as long
+    check_bars(bars, interval, str(path))
+    return bars
 
 
 def numbers(column: pd.Series, source: str) -> np.ndarray:
@@ -183,9 +201,11 @@ def load_panel(
     interval: str,
     start: int | None = None,
     end: int | None = None,
+    prefer: str = "csv",
 ) -> Panel:
-    """Bars of ``symbols`` from files under ``root``, aligned, within ``[start, end)``."""
-    frames = {s: read_bars(find_bar_file(root, s, interval), interval) for s in symbols}
+    """Bars of ``symbols`` from files under ``root``, aligned, within ``[start, end)``
+    (``prefer``: see :func:`find_bar_file`)."""
+    frames = {s: read_bars(find_bar_file(root, s, interval, prefer), interval) for s in symbols}
     frames = clip_frames(frames, start, end)
     empty = [s for s, f in frames.items() if f.empty]
     if empty:
@@ -194,14 +214,15 @@ def load_panel(
 
 
 def load_funding(root: Path, symbols: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Funding rates from ``<root>/funding-8h/<SYMBOL>.csv`` (``timestamp_ms,funding_rate``);
-    symbols without a file get none."""
+    """Funding rates from ``<root>/funding-8h/<SYMBOL>.csv`` or ``.parquet`` (what ``bot data
+    export`` writes) with columns ``timestamp_ms,funding_rate``; symbols without a file get
+    none."""
     series = {}
     for symbol in symbols:
-        path = root / "funding-8h" / f"{symbol}.csv"
-        if not path.exists():
-            continue
-        series[symbol] = read_funding(path)
+        found = [root / "funding-8h" / f"{symbol}{ext}" for ext in (".csv", ".parquet")]
+        path = next((p for p in found if p.exists()), None)
+        if path is not None:
+            series[symbol] = read_funding(path)
     return series
 
 
