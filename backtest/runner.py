@@ -31,6 +31,7 @@ from bot.feeds.replay import ReplayFeed
 from bot.feeds.synthetic import DEFAULT_START_MS, synthetic_panel
 from bot.store import Store
 from bot.version import code_version
+from strategies.api import Strategy
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,9 @@ def load_history(
         panel = align(frames, symbols, engine.interval)
         rates = store.load_funding(symbols) if data.funding else {}
     else:
-        panel = load_panel(Path(data.path), symbols, engine.interval, load_from, engine.end_ms)
+        panel = load_panel(
+            Path(data.path), symbols, engine.interval, load_from, engine.end_ms, data.source
+        )
         rates = load_funding(Path(data.path), symbols) if data.funding else {}
     warmup, traded = panel.split(start) if start is not None else (panel.slice(0, 0), panel)
     if len(traded) == 0:
@@ -136,24 +139,69 @@ async def run_backtest_async(
         raise DataError("no bars to replay")
     run_id = new_run_id()
     wall = LiveClock()
-    bar_ms = panel.interval_ms
     recorder = store if record else None
     if recorder is not None:
-        recorder.create_run(
-            run_id=run_id,
-            kind="backtest",
-            strategy=",".join(s.name for s in settings.strategies),
-            symbols=list(settings.engine.symbols),
-            interval=settings.engine.interval,
-            config=redacted(settings),
-            code_version=code_version(),
-            started_at=wall.now(),
-            data_start=int(panel.starts[0]),
-            data_end=int(panel.starts[-1]) + bar_ms,
-        )
+        recorder.create_run(**run_row(settings, run_id, panel, started_at=wall.now()))
     journal: Journal = (
         recorder.journal(run_id, background=True) if recorder is not None else NullJournal()
     )
+    try:
+        result = await replay_async(
+            settings, run_id, journal, strategies, panel,
+            warmup=warmup, funding=funding, progress=progress,
+        )  # fmt: skip
+    except BaseException:
+        if recorder is not None:
+            with contextlib.suppress(Exception):
+                journal.close()  # stop the writer; the run is failed either way
+            recorder.finish_run(run_id, finished_at=wall.now(), status="failed")
+        raise
+    if recorder is not None:
+        recorder.finish_run(run_id, finished_at=wall.now(), **finish_fields(result))
+    return result
+
+
+def run_row(settings: Settings, run_id: str, panel: Panel, *, started_at: int) -> dict[str, Any]:
+    """The ``Store.create_run`` fields of a backtest of ``settings`` over ``panel``: built
+    apart from the store so a sweep's worker, which has none, can hand them to its driver."""
+    return {
+        "run_id": run_id,
+        "kind": "backtest",
+        "strategy": ",".join(s.name for s in settings.strategies),
+        "symbols": list(settings.engine.symbols),
+        "interval": settings.engine.interval,
+        "config": redacted(settings),
+        "code_version": code_version(),
+        "started_at": started_at,
+        "data_start": int(panel.starts[0]),
+        "data_end": int(panel.starts[-1]) + panel.interval_ms,
+    }
+
+
+def finish_fields(result: BacktestResult) -> dict[str, Any]:
+    """The ``Store.finish_run`` fields (but the time) of a backtest that ran to its end."""
+    halted = result.halted_reason
+    return {
+        "status": "halted" if halted else "finished",
+        "metrics": result.metrics.as_dict(),
+        "halted_reason": halted,
+    }
+
+
+async def replay_async(
+    settings: Settings,
+    run_id: str,
+    journal: Journal,
+    strategies: list[tuple[Strategy, float]],
+    panel: Panel,
+    *,
+    warmup: Panel | None = None,
+    funding: FundingRates | None = None,
+    progress: bool = False,
+) -> BacktestResult:
+    """The engine over ``panel`` (primed with ``warmup``), writing into ``journal``, which it
+    closes: the part of a backtest that needs no store, so a sweep's worker can run it into
+    memory and leave the database to its driver."""
     engine = build_engine(
         settings, run_id, journal, SimulatedClock(), strategies, paper_executor(settings),
         funding=funding, flush_each_panel=False,  # a replay is rerun, not resumed: batch writes
@@ -169,12 +217,6 @@ async def run_backtest_async(
     try:
         await engine.run(ReplayFeed(panel, settings.engine.block_rows), progress=bar.update)
         journal.close()
-    except BaseException:
-        if recorder is not None:
-            with contextlib.suppress(Exception):
-                journal.close()  # stop the writer; the run is failed either way
-            recorder.finish_run(run_id, finished_at=wall.now(), status="failed")
-        raise
     finally:
         bar.close()
     times, equity = engine.equity_curve()
@@ -193,14 +235,6 @@ async def run_backtest_async(
         realized=stats.realized,
     )
     halted = engine.risk.halt_reason
-    if recorder is not None:
-        recorder.finish_run(
-            run_id,
-            finished_at=wall.now(),
-            status="halted" if halted else "finished",
-            metrics=metrics.as_dict(),
-            halted_reason=halted,
-        )
     return BacktestResult(run_id, settings, metrics, times, equity, gross, stats, halted)
 
 
