@@ -6,8 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from backtest.html_report import write_report
 from backtest.metrics import format_table
 from backtest.report import plot_equity, write_json
+from backtest.run_data import load_run
 from backtest.runner import run_backtest
 from bot.cli.common import (
     HISTORY_FLAGS,
@@ -43,6 +45,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--no-store", action="store_true", help="do not record the run in the store")
     p.add_argument("--json", type=Path, metavar="FILE", help="write metrics, counts and equity")
     p.add_argument("--plot", type=Path, metavar="FILE", help="write an equity/drawdown PNG")
+    p.add_argument("--report", type=Path, metavar="FILE.html",
+                   help="write the run's HTML report (needs the run recorded)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -64,6 +68,8 @@ def overrides(args: argparse.Namespace) -> Overrides:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.report and args.no_store:
+        raise UsageError("--report needs the run recorded in the store: drop --no-store")
     settings = settings_from(args, overrides(args))
     apply_torch_threads(settings)
     needs_store = not args.no_store or settings.data.source == "store"
@@ -72,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         result = run_backtest(
             settings, store=store, record=not args.no_store, progress=not args.no_progress
         )
+        if args.report:
+            write_report([load_run(store, result.run_id)], args.report, store=store)
     finally:
         if store is not None:
             store.close()
@@ -88,5 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         plot_equity(result, args.plot)
         print(f"wrote {args.plot}")
+    if args.report:
+        print(f"wrote {args.report}")
     sys.stdout.flush()
     return 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -16,7 +18,9 @@ from bot.cli import (
     live_cmd,
     models_cmd,
     paper_cmd,
+    report_cmd,
     runs_cmd,
+    sweep_cmd,
     train_cmd,
 )
 from bot.cli.common import DEFAULT_CONFIG, UsageError
@@ -62,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.register(commands)
     models_cmd.register(commands)
     explain_cmd.register(commands)
+    sweep_cmd.register(commands)
+    report_cmd.register(commands)
     return parser
 
 
@@ -92,6 +98,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         report("interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `bot runs list | head`: the reader has what it wanted
+        silence_stdout()
+        return 0
     except Exception as exc:  # a bug: its traceback, but no secret in it
         report_bug(exc)
         return EXIT_BUG
+
+
+def silence_stdout() -> None:
+    """Point the process's stdout at /dev/null: the reader of the pipe is gone, and Python's
+    final flush of what is still buffered would otherwise end in a BrokenPipeError message."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # not a real file: nothing
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
