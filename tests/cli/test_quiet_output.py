@@ -46,7 +46,9 @@ def demo(tmp_path: Path, *flags: str, data: Path | None = None) -> subprocess.Co
     command = [sys.executable, "-m", "bot", *flags, "--config", str(config), "demo",
                "--strategy", "equal_weight", "--bars", "24", "--speed", str(50 * 3600),
                "--store", str(tmp_path / "demo.db")]  # fmt: skip
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        command, check=False, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done
 

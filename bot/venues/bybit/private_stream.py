@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import aiohttp
 
+from bot.logs import USER_EVENT
 from bot.redact import redact_url
 from bot.venues.bybit.credentials import Credentials
 from bot.venues.bybit.gap_fill import SeenExecutions
@@ -135,7 +136,7 @@ class PrivateStream:
                 delay = backoff.next()
                 self.stats["reconnects"] += 1
                 log.info("private stream: reconnecting in %.2f s (attempt %d)", delay,
-                         backoff.attempt)  # fmt: skip
+                         backoff.attempt, extra=USER_EVENT)  # fmt: skip
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
 

@@ -153,7 +153,8 @@ class PublicStream:
                 break
             delay = backoff.next()
             self.stats["reconnects"] += 1
-            log.info("reconnecting in %.2fs (attempt %d)", delay, backoff.attempt)
+            log.info("reconnecting in %.2fs (attempt %d)", delay, backoff.attempt,
+                     extra=USER_EVENT)  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
 
@@ -298,7 +299,8 @@ class PublicStream:
             if book.counters["snapshots"] == snapshots and now - asked < RESNAPSHOT_WAIT_S:
                 continue  # the snapshot asked for is on its way
             self.stats["book_resubscribes"] += 1
-            log.info("%s: order book out of sync, asking for a new snapshot", topic)
+            log.info("%s: order book out of sync, asking for a new snapshot", topic,
+                     extra=USER_EVENT)  # fmt: skip
             for op in ("unsubscribe", "subscribe"):
                 await ws.send(encode({"req_id": f"{op}-{topic}", "op": op, "args": [topic]}))
             self._resubscribed[topic] = (now, book.counters["snapshots"])
@@ -336,6 +338,7 @@ class PublicStream:
                 log.info(
                     "%s: %d candle(s) missing before %d: backfilling over REST",
                     symbol, (plan.last - plan.first) // self.step + 1, plan.last + self.step,
+                    extra=USER_EVENT,
                 )  # fmt: skip
                 await self._backfill(symbol, plan.first, plan.last)
             await self._pass_on(self.holds.release(symbol, time.monotonic()))
