@@ -18,12 +18,11 @@ import numpy as np
 from backtest.report_bars import run_bars
 from backtest.run_data import RunData
 from bot.assembly import warmup_span_ms
-from bot.cli.common import UsageError
-from bot.cli.explain_cmd import model_inputs
 from bot.core.timeutil import interval_ms, iso
 from bot.store import Store
 from models.checkpoint import CheckpointMismatchError, load_checkpoint
 from models.explain import Explanation, summarise
+from strategies.explain_inputs import NoFullWindowError, model_inputs
 from strategies.model_backed import strategy_for_model
 
 #: Decisions the summaries average over: the run's last ones made by its last model version.
@@ -96,7 +95,7 @@ def _summarise(
     rows = np.array([index[t - step] for t in times if t - step in index], dtype=np.int64)
     try:
         inputs, rows = model_inputs(strategy, bars.starts, ohlcv, rows, interval)
-    except UsageError:
+    except NoFullWindowError:
         return Unexplained("the run's bars before its last decisions are too few for a window")
     model = strategy.serving.model.float()
     return Explanation(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -27,8 +26,8 @@ from bot.cli.common import (
 from bot.core.timeutil import iso
 from models.checkpoint import load_checkpoint
 from models.explain import PLOTS, Explanation, summarise
-from strategies.model_backed import ModelStrategy, strategy_for_model
-from strategies.model_fitting import scale_bars
+from strategies.explain_inputs import NoFullWindowError, model_inputs
+from strategies.model_backed import strategy_for_model
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -62,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
     starts = np.concatenate([warmup.starts, traded.starts])
     ohlcv = np.concatenate([warmup.values, traded.values]).astype(float)
     rows = np.arange(len(warmup), len(starts))[-args.decisions :]
-    inputs, rows = model_inputs(strategy, starts, ohlcv, rows, interval)
+    try:
+        inputs, rows = model_inputs(strategy, starts, ohlcv, rows, interval)
+    except NoFullWindowError as exc:
+        raise UsageError(f"{exc}; widen the period") from None
     serving = strategy.serving
     explanation = Explanation(
         model=meta["model"], version=meta["version"], symbols=symbols, decisions=len(rows),
@@ -77,35 +79,6 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
-
-
-def model_inputs(
-    strategy: ModelStrategy, starts: np.ndarray, ohlcv: np.ndarray, rows: np.ndarray, interval: str
-) -> tuple[Any, np.ndarray]:
-    """The strategy's inputs for deciding at base ``rows`` (those with full windows)."""
-    serving = strategy.serving
-    warm = strategy.spec.lead
-    config = serving.model.config
-    if serving.model.input_kind != "scales":
-        rows = rows[rows >= config.seq_len + warm - 1]
-        _require(rows)
-        return strategy.model_inputs(serving, ohlcv, starts, rows), rows
-    bars, full = {}, np.ones(len(rows), dtype=bool)
-    for scale, length in config.window_lengths().items():
-        built = scale_bars(starts, ohlcv, interval, scale)
-        # the scale's last bar completed by each decision row: what the engine's buffer holds
-        last = np.searchsorted(built.visible_at, rows, side="right") - 1
-        bars[scale] = (built.ohlcv, built.starts, last)
-        full &= last >= length + warm - 1
-    rows = rows[full]
-    _require(rows)
-    picked = {scale: (values, times, last[full]) for scale, (values, times, last) in bars.items()}
-    return strategy.scale_inputs(serving, picked), rows
-
-
-def _require(rows: np.ndarray) -> None:
-    if not len(rows):
-        raise UsageError("no bar in the period has a full window of history; widen the period")
 
 
 def print_summary(e: Explanation) -> None:

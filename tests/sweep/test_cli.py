@@ -146,7 +146,6 @@ def test_report_gets_the_best_trial_runs_and_the_trial_table(workdir, capsys, mo
 
 
 def test_real_html_report(workdir, capsys):
-    pytest.importorskip("backtest.html_report", reason="backtest/html_report.py not there yet")
     report = workdir / "best.html"
     assert sweep(workdir, "--param", "lookback=12,24", "--report", str(report)) == 0
     assert "Sweep trials" in report.read_text()
