@@ -120,12 +120,16 @@ def computed_metrics(data: RunData) -> dict[str, Any]:
     if len(equity) < 2:
         return {}
     initial = float(data.settings.get("portfolio", {}).get("initial_cash") or equity["equity"][0])
+    times = equity["time"].to_numpy(np.int64)
+    # annualised by the snapshots' own spacing: a daemon snapshots on its schedule (hourly by
+    # default), not at every bar as a backtest does
+    spacing = max(int(np.median(np.diff(times))), interval_ms(str(data.run["interval"])))
     trades = data.trades
     metrics = compute_metrics(
-        equity["time"].to_numpy(np.int64),
+        times,
         equity["equity"].to_numpy(float),
         initial_equity=initial,
-        interval_ms=interval_ms(str(data.run["interval"])),
+        interval_ms=spacing,
         gross=equity["gross"].to_numpy(float),
         traded_notional=float((trades["qty"] * trades["price"]).abs().sum()),
         fees=float(data.trades["fee"].sum()),

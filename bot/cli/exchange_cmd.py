@@ -97,10 +97,12 @@ def demo_settings(args: argparse.Namespace) -> Settings:
             "engine.start": None,
             "engine.end": None,
             "store.url": f"sqlite:///{args.store.resolve()}",
+            # every bar's equity in the store (the report's curve, the run's metrics); the
+            # terminal shows one equity line a day
+            "scheduler.equity_snapshot": f"every {base.engine.interval}",
             "paper.until": str(opens + (args.bars + 1) * step),
             "paper.heartbeat_s": 15.0,
             "monitoring.port": 0,  # any free port: the daemon prints its URL
-            "scheduler.equity_snapshot": "every 1d",
         },
     )
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 
 from bot.core.events import Decision, Fill, Order, Panel, RunEvent
 from bot.core.journal import Journal
-from bot.core.timeutil import iso
+from bot.core.timeutil import DAY_MS, iso
 
 log = logging.getLogger("bot.paper")
 
@@ -106,6 +106,7 @@ class EchoJournal:
         self.echo = echo
         self.explain = explain
         self._funding: dict[int, list[str]] = {}  # settlement time → "SYMBOL ±amount"
+        self._equity_day: int | None = None  # the market day of the last equity line
 
     def record_bars(self, interval: str, panel: Panel) -> None:
         self.inner.record_bars(interval, panel)
@@ -140,7 +141,9 @@ class EchoJournal:
 
     def record_equity(self, time: int, equity: float, cash: float, gross: float) -> None:
         self.inner.record_equity(time, equity, cash, gross)
-        self.echo(f"{iso(time)}  equity  {equity:,.2f} USDT (gross exposure {gross:,.0f})")
+        if time // DAY_MS != self._equity_day:  # the journal keeps every snapshot; a person
+            self._equity_day = time // DAY_MS  # watching wants one line a day
+            self.echo(f"{iso(time)}  equity  {equity:,.2f} USDT (gross exposure {gross:,.0f})")
 
     def record_event(self, event: RunEvent) -> None:
         self.inner.record_event(event)

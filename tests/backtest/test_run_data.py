@@ -1,9 +1,14 @@
 """A stored run as DataFrames: the journal as recorded, and metrics a paper run has not stored."""
 
+import dataclasses
+
+import numpy as np
 import pytest
 
+from backtest.metrics import compute_metrics
 from backtest.run_data import RunNotFoundError, computed_metrics, load_run
 from backtest.runner import run_backtest
+from bot.core.timeutil import DAY_MS
 from bot.store import Store
 from tests.backtest.test_runner import settings_for
 
@@ -42,3 +47,28 @@ def test_an_unknown_run_is_named(stored):
     store, _, _ = stored
     with pytest.raises(RunNotFoundError, match="no run 'feedbeef'"):
         load_run(store, "feedbeef")
+
+
+def test_a_daemons_sparse_snapshots_are_annualised_by_their_own_spacing(stored):
+    """A paper run snapshots equity on its schedule: daily snapshots of an hourly run are
+    daily returns, not hourly ones."""
+    _, result, data = stored
+    daily = data.equity[data.equity["time"] % DAY_MS == 0].reset_index(drop=True)
+    sparse = dataclasses.replace(data, equity=daily, _metrics=None)
+    times = daily["time"].to_numpy(np.int64)
+    times = times[times > data.run["data_start"]]
+    expected = compute_metrics(
+        times,
+        daily["equity"].to_numpy(float)[-len(times) :],
+        initial_equity=result.metrics.initial_equity,
+        interval_ms=DAY_MS,
+        gross=daily["gross"].to_numpy(float)[-len(times) :],
+        traded_notional=1.0,
+        fees=0.0,
+        funding=0.0,
+        trade_count=0,
+        realized=[],
+    )
+    assert len(times) == 31
+    assert sparse.metrics["sharpe"] == pytest.approx(expected.sharpe, rel=1e-12)
+    assert sparse.metrics["annual_volatility"] == pytest.approx(expected.annual_volatility)

@@ -86,3 +86,17 @@ def test_a_closed_gate_checks_replayed_decisions_against_the_journal(caplog):
     gate.record_decision(Decision(T + 2 * HOUR_MS, "m", "1", {}, {"AAAUSDT": 1.0}))  # unknown
     assert (gate.replayed, gate.diverged) == (2, 1)
     assert "replay diverged at 2024-01-01 01:00 (m)" in caplog.text
+
+
+def test_the_echo_prints_one_equity_line_a_day_and_the_journal_keeps_every_snapshot():
+    lines: list[str] = []
+    inner = MemoryJournal()
+    echo = EchoJournal(inner, lines.append)
+    for hour in range(49):  # two days and an hour of hourly snapshots
+        echo.record_equity(T + hour * HOUR_MS, 100.0 + hour, 100.0, 0.0)
+    assert lines == [
+        "2024-01-01 00:00  equity  100.00 USDT (gross exposure 0)",
+        "2024-01-02 00:00  equity  124.00 USDT (gross exposure 0)",
+        "2024-01-03 00:00  equity  148.00 USDT (gross exposure 0)",
+    ]
+    assert len(inner.equity) == 49
