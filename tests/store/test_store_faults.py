@@ -54,7 +54,7 @@ def test_a_new_database_in_read_only_mode_cannot_be_opened(tmp_path: Path) -> No
 def test_an_unreachable_server_is_one_line_without_the_password() -> None:
     url = f"postgresql+psycopg://bot:{PASSWORD}@127.0.0.1:1/db?password={PASSWORD}"
     with pytest.raises(StoreOpenError) as caught:
-        Store(url)
+        Store(url, lock_timeout_s=2.0)  # retried this long (a minute by default), then named
     text = str(caught.value)
     assert text.startswith("cannot open store postgresql+psycopg://bot:***@127.0.0.1:1/db")
     assert PASSWORD not in text and "\n" not in text
