@@ -24,9 +24,10 @@ The formulas match those of ``empyrical`` (tests cross-check them), but only num
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -214,37 +215,63 @@ def compute_metrics(
     )
 
 
+#: The metrics as a person reads them, in order: (label, key of :meth:`Metrics.as_dict`, kind).
+DISPLAY: tuple[tuple[str, str, str], ...] = (
+    ("Start", "start", "time"),
+    ("End", "end", "time"),
+    ("Bars", "bars", "count"),
+    ("Initial equity", "initial_equity", "money"),
+    ("Final equity", "final_equity", "money"),
+    ("Total return", "total_return", "percent"),
+    ("CAGR", "cagr", "percent"),
+    ("Annual volatility", "annual_volatility", "percent"),
+    ("Sharpe ratio", "sharpe", "ratio"),
+    ("Sortino ratio", "sortino", "ratio"),
+    ("Max drawdown", "max_drawdown", "percent"),
+    ("Max drawdown duration", "max_drawdown_duration_days", "days"),
+    ("Calmar ratio", "calmar", "ratio"),
+    ("Win rate", "win_rate", "percent"),
+    ("Profit factor", "profit_factor", "ratio"),
+    ("Trades", "trade_count", "count"),
+    ("Turnover", "turnover", "multiple"),
+    ("Annual turnover", "annual_turnover", "multiple"),
+    ("Fees", "fees", "money"),
+    ("Funding", "funding", "money"),
+    ("Exposure", "exposure", "percent"),
+    ("Avg gross leverage", "avg_gross_leverage", "multiple"),
+)
+
+
+def display_rows(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(label, text)`` of each metric in ``values`` (a :class:`Metrics` as fields, or the
+    :meth:`Metrics.as_dict` a run stored), formatted for people: the terminal's table and the
+    HTML report show the same text."""
+    rows = []
+    for label, key, kind in DISPLAY:
+        if key not in values:
+            continue
+        value = values[key]
+        if value is None:
+            text = "n/a"
+        elif kind == "time":
+            text = _format_time(int(value))
+        elif kind == "count":
+            text = f"{int(value):,}"
+        else:
+            text = _format_number(float(value), kind)
+        rows.append((label, text))
+    return rows
+
+
 def format_table(metrics: Metrics) -> str:
     """Render ``metrics`` as an aligned two-column table for the terminal.
 
     Percentages are shown as ``%``, money with thousands separators, durations in days and
     undefined values as ``n/a``.
     """
-    m = metrics
-    rows = [
-        ("Start", _format_time(m.start)),
-        ("End", _format_time(m.end)),
-        ("Bars", f"{m.bars:,}"),
-        ("Initial equity", _format_number(m.initial_equity, "money")),
-        ("Final equity", _format_number(m.final_equity, "money")),
-        ("Total return", _format_number(m.total_return, "percent")),
-        ("CAGR", _format_number(m.cagr, "percent")),
-        ("Annual volatility", _format_number(m.annual_volatility, "percent")),
-        ("Sharpe ratio", _format_number(m.sharpe, "ratio")),
-        ("Sortino ratio", _format_number(m.sortino, "ratio")),
-        ("Max drawdown", _format_number(m.max_drawdown, "percent")),
-        ("Max drawdown duration", _format_number(m.max_drawdown_duration_days, "days")),
-        ("Calmar ratio", _format_number(m.calmar, "ratio")),
-        ("Win rate", _format_number(m.win_rate, "percent")),
-        ("Profit factor", _format_number(m.profit_factor, "ratio")),
-        ("Trades", f"{m.trade_count:,}"),
-        ("Turnover", _format_number(m.turnover, "multiple")),
-        ("Annual turnover", _format_number(m.annual_turnover, "multiple")),
-        ("Fees", _format_number(m.fees, "money")),
-        ("Funding", _format_number(m.funding, "money")),
-        ("Exposure", _format_number(m.exposure, "percent")),
-        ("Avg gross leverage", _format_number(m.avg_gross_leverage, "multiple")),
-    ]
+    values = {f.name: getattr(metrics, f.name) for f in fields(metrics)}
+    values["max_drawdown_duration_days"] = metrics.max_drawdown_duration_days
+    rows = display_rows(values)
     label_width = max(len(label) for label, _ in rows)
     value_width = max(len(value) for _, value in rows)
     return "\n".join(f"{label:<{label_width}}  {value:>{value_width}}" for label, value in rows)

@@ -9,13 +9,13 @@ person reads it: realised price P&L, unrealised P&L of the open position, fundin
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from backtest.metrics import DISPLAY, display_rows
 from backtest.report_bars import RunBars
 from backtest.run_data import RunData
 
@@ -208,11 +208,10 @@ def model_health(data: RunData) -> pd.DataFrame:
 
 
 def metrics_table(runs: Sequence[RunData]) -> pd.DataFrame:
-    """One row per metric, one column per run (the union of their metric names, in order)."""
-    names: dict[str, None] = {}
-    for data in runs:
-        names.update(dict.fromkeys(data.metrics))
-    columns: Mapping[str, list[Any]] = {
-        f"{data.label}": [data.metrics.get(name) for name in names] for data in runs
-    }
-    return pd.DataFrame(columns, index=list(names))
+    """One row per metric, one column per run, as people read them (dates, percentages,
+    money; ``n/a`` for undefined or missing): the text ``bot backtest`` prints."""
+    shown = [dict(display_rows(data.metrics)) for data in runs]
+    labels = [label for label, _, _ in DISPLAY if any(label in rows for rows in shown)]
+    columns = {data.label: [rows.get(label, "n/a") for label in labels]
+               for data, rows in zip(runs, shown, strict=True)}  # fmt: skip
+    return pd.DataFrame(columns, index=labels)

@@ -22,6 +22,7 @@ from backtest.report_data import (
     pnl_contributions,
     trade_table,
 )
+from bot.core.timeutil import iso
 
 
 def test_per_symbol_contributions_add_up_to_the_equity_change(stored):
@@ -74,7 +75,8 @@ def test_several_runs_get_one_normalised_equity_trace_each_and_metrics_in_column
             "initial_equity"])  # fmt: skip
     table = metrics_table(runs)
     assert list(table.columns) == [r.label for r in runs]
-    assert table.loc["initial_equity"].tolist() == [100_000.0, 5_000.0]
+    assert table.loc["Initial equity"].tolist() == ["100,000.00", "5,000.00"]
+    assert table.loc["Start"].tolist() == [iso(r.metrics["start"]) + " UTC" for r in runs]
 
 
 def test_a_model_run_shows_its_versions_and_attention(stored):
