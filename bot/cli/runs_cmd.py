@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from backtest.metrics import display_rows
+from backtest.run_data import load_run
 from bot.cli.common import UsageError, store_url, table
 from bot.core.timeutil import iso
 from bot.store import Store
@@ -57,6 +59,7 @@ def show_run(args: argparse.Namespace) -> int:
             run = store.get_run(args.run_id)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        data = None if run is None or args.json else load_run(store, run["id"])
     finally:
         store.close()
     if run is None:
@@ -70,14 +73,17 @@ def show_run(args: argparse.Namespace) -> int:
     print(f"  code       {run['code_version']}")
     finished = f", finished {iso(run['finished_at'])}" if run.get("finished_at") else ""
     print(f"  started    {iso(run['started_at'])}{finished}")
-    if run.get("data_start") is not None:
-        print(f"  data       {iso(run['data_start'])} → {iso(run['data_end'])}")
+    if run.get("data_start") is not None:  # a daemon's run has no end: its last step so far
+        end = run["data_end"] or run.get("last_step")
+        print(f"  data       {iso(run['data_start'])} → "
+              f"{iso(end) if end is not None else 'no step yet'}")  # fmt: skip
     if run.get("halted_reason"):
         print(f"  HALTED     {run['halted_reason']}")
-    counts = run.get("counts", {})
-    if counts:
-        print("  counts     " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
-    metrics = run.get("metrics") or {}
+    counts = {k: f"{k} {v:,}" for k, v in run.get("counts", {}).items()}
+    if counts:  # the fills table holds trades and funding settlements: a person counts apart
+        counts["fills"] = f"{len(data.trades):,} trades, {len(data.funding):,} funding settlements"
+        print("  counts     " + ", ".join(counts.values()))
+    metrics = data.metrics  # a paper or live run stores its metrics at its end: these so far
     if metrics:
-        print(table([[k, v] for k, v in metrics.items()], ["metric", "value"]))
+        print(table([list(row) for row in display_rows(metrics)], ["metric", "value"]))
     return 0

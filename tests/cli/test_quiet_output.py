@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli.main import main
 from bot.store import Store
 from tests.conftest import ROOT
 
@@ -54,7 +55,7 @@ def demo(tmp_path: Path, *flags: str, data: Path | None = None) -> subprocess.Co
 
 
 def test_the_demo_shows_events_keeps_routine_lines_in_its_log_and_counts_trades(
-    tmp_path, linear_dir
+    tmp_path, linear_dir, capsys
 ):
     """On real bars, whose funding settles every eight hours."""
     done = demo(tmp_path, data=linear_dir)
@@ -78,6 +79,15 @@ def test_the_demo_shows_events_keeps_routine_lines_in_its_log_and_counts_trades(
     assert summary == (str(decisions), str(kinds["Trade"]), str(kinds["Funding"]))
     fills_shown = [line for line in events if "  fill    " in line]
     assert len(fills_shown) == kinds["Trade"]  # one line per trade, funding on its own lines
+
+    # `bot runs show` of the paper run the demo names: counted the same way, metrics so far
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert f"Inspect: bot runs show {run['id']} --store {url}" in shown
+    assert main(["runs", "show", run["id"], "--store", url]) == 0
+    details = capsys.readouterr().out
+    assert f"{kinds['Trade']} trades, {kinds['Funding']} funding settlements" in details
+    assert re.search(r"data       \S+ \S+ → \S+ \S+", details)  # through its last step
+    assert re.search(r"Sharpe ratio +-?\d", details)
 
 
 def test_verbose_shows_the_routine_lines_too(tmp_path):
