@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,10 +199,12 @@ async def replay_async(
     warmup: Panel | None = None,
     funding: FundingRates | None = None,
     progress: bool = False,
+    watch: Callable[[], None] | None = None,
 ) -> BacktestResult:
     """The engine over ``panel`` (primed with ``warmup``), writing into ``journal``, which it
     closes: the part of a backtest that needs no store, so a sweep's worker can run it into
-    memory and leave the database to its driver."""
+    memory and leave the database to its driver. ``watch`` is called after every block of
+    bars (a sweep's memory bound: it stops the replay by raising)."""
     engine = build_engine(
         settings, run_id, journal, SimulatedClock(), strategies, paper_executor(settings),
         funding=funding, flush_each_panel=False,  # a replay is rerun, not resumed: batch writes
@@ -214,8 +217,14 @@ async def replay_async(
         engine.prime(warmup)
     bar = tqdm(total=len(panel), unit="bar", unit_scale=True, disable=not progress,
                desc="backtest", leave=False)  # fmt: skip
+
+    def advance(rows: int) -> None:
+        bar.update(rows)
+        if watch is not None:
+            watch()
+
     try:
-        await engine.run(ReplayFeed(panel, settings.engine.block_rows), progress=bar.update)
+        await engine.run(ReplayFeed(panel, settings.engine.block_rows), progress=advance)
         journal.close()
     finally:
         bar.close()

@@ -58,7 +58,8 @@ class SerialPool:
 
 
 class RayPool:
-    """Tasks on a Ray cluster: one CPU and ``memory_bytes`` each, never retried."""
+    """Tasks on a Ray cluster: one CPU and ``memory_bytes`` each (the trial stops above it),
+    never retried."""
 
     def __init__(self, address: str | None, workers: int | None, memory_bytes: int) -> None:
         import ray  # noqa: PLC0415 - only a Ray sweep pays for importing it (about a second)
@@ -81,6 +82,7 @@ class RayPool:
             ray.shutdown()
             raise PoolError(f"--worker-memory: {memory_bytes / 1e9:.2f} GB per trial, but the "
                             f"largest node offers {largest / 1e9:.2f} GB")  # fmt: skip
+        self._memory_bytes = memory_bytes  # scheduled by Ray, enforced by the trial itself
         self._remote = ray.remote(run_trial).options(num_cpus=1, memory=memory_bytes, max_retries=0)
 
     def share(self, history: History) -> Any:
@@ -90,7 +92,9 @@ class RayPool:
         self, tasks: Sequence[TrialTask], bars: Callable[[TrialTask], Any]
     ) -> Iterator[TrialOutcome]:
         ray = self._ray
-        pending = {self._remote.remote(task, bars(task)): task for task in tasks}
+        pending = {
+            self._remote.remote(task, bars(task), self._memory_bytes): task for task in tasks
+        }
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)

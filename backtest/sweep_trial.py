@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from backtest.runner import finish_fields, load_history, replay_async, run_row
+from backtest.sweep_memory import MemoryGuard
 from backtest.sweep_tape import Call, TapeJournal, play
 from bot.assembly import make_strategies, warmup_span_ms
 from bot.config import Settings
@@ -76,16 +77,22 @@ def failed(task: TrialTask, error: str) -> TrialOutcome:
     return TrialOutcome(task.trial, task.span, task.run_id, error=error)
 
 
-def run_trial(task: TrialTask, history: History | None = None) -> TrialOutcome:
+def run_trial(
+    task: TrialTask, history: History | None = None, memory_bytes: int | None = None
+) -> TrialOutcome:
     """Backtest ``task`` into memory: the same engine, settings and bars as ``bot backtest``
-    with the same settings. Torch gets one thread: the workers already fill the cores."""
+    with the same settings. Torch gets one thread: the workers already fill the cores. Above
+    ``memory_bytes`` of resident memory the trial stops and fails (see :mod:`.sweep_memory`)."""
     torch.set_num_threads(1)
     settings = task.settings
+    guard = MemoryGuard(memory_bytes)
     try:
+        guard.check()  # a worker left swollen by an earlier trial fails this one at once
         strategies = make_strategies(settings)
         if history is None:
             warmup_ms = warmup_span_ms(strategies, settings.engine.interval)
             history = History(*load_history(settings, None, warmup_ms))
+        guard.check()
         if len(history.panel) == 0:
             raise DataError("no bars to replay")
         wall = LiveClock()
@@ -95,7 +102,7 @@ def run_trial(task: TrialTask, history: History | None = None) -> TrialOutcome:
         result = asyncio.run(
             replay_async(
                 settings, task.run_id, tape, strategies, history.panel,
-                warmup=history.warmup, funding=history.funding,
+                warmup=history.warmup, funding=history.funding, watch=guard.check,
             )
         )  # fmt: skip
     except Exception as exc:  # reported in the sweep's table, never retried
