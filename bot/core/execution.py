@@ -18,6 +18,10 @@ import numpy as np
 
 from bot.core.events import ACCEPTED, CANCELLED, FILLED, ExecutionReport, Fill, Order
 
+#: How many of the most recent latency samples a daemon and an executor keep (for the latency
+#: benchmark): bounded, because a daemon runs for months.
+LATENCY_SAMPLES = 100_000
+
 
 class Executor(Protocol):
     submitted: int  # orders accepted so far

@@ -32,7 +32,7 @@ import contextlib
 import logging
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -48,6 +48,7 @@ from bot.core.events import (
     Fill,
     Order,
 )
+from bot.core.execution import LATENCY_SAMPLES
 from bot.core.instruments import InstrumentSpec
 from bot.live.legs import Leg, plan_legs
 from bot.live.rails import Rails
@@ -158,7 +159,8 @@ class LiveExecutor:
         # latency: perf_counter_ns when the message that closed the step arrived (set by the
         # daemon), and closing message → first order request of the decision, per decision
         self.trigger_ns = 0
-        self.send_latency_ns: list[int] = []
+        # the most recent sends' latencies (the benchmark's samples; a daemon runs for months)
+        self.send_latency_ns: deque[int] = deque(maxlen=LATENCY_SAMPLES)
         self.counters: Counter[str] = Counter()
         self.blocked: set[str] = set()  # symbols with an order of unknown outcome
         self.foreign: list[str] = []  # what the run did not place (for reconciliation)

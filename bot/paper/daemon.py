@@ -37,6 +37,7 @@ import json
 import logging
 import random
 import signal
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,7 +56,7 @@ from bot.core.barrier import Barrier
 from bot.core.clock import LiveClock, SimulatedClock
 from bot.core.engine import CORRECTED_EVENT, LATE_EVENT, STALE_EVENT, Engine
 from bot.core.events import Bar, Decision, ExecutionReport, Panel, RunEvent
-from bot.core.execution import Executor
+from bot.core.execution import LATENCY_SAMPLES, Executor
 from bot.core.funding import FundingRates
 from bot.core.ids import new_run_id
 from bot.core.instruments import InstrumentSpec
@@ -154,7 +155,9 @@ class PaperDaemon:
         self.engine: Engine | None = None
         self.stream: BarStream | None = None
         self.barrier: Barrier | None = None
-        self.latencies_ns: list[int] = []  # closing kline received → orders handed over
+        # closing kline received → orders handed over, for the latency benchmark: the most
+        # recent ones only, a daemon runs for months (/metrics keeps the whole histogram)
+        self.latencies_ns: deque[int] = deque(maxlen=LATENCY_SAMPLES)
         self.steps = StepMeter(self.symbols, self.wall.now)  # what monitoring reads of steps
         self.monitor: MonitoringServer | None = None
         self._gate: GatedJournal | None = None
