@@ -128,17 +128,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "-" if math.isnan(value) else f"{value:.3f}"
-    return str(value)
+def _cell(column: str, value: Any, params: set[str]) -> str:
+    """A table cell as people read it: returns and drawdowns in percent, turnover as a
+    multiple, ratios to two decimals; parameters as given."""
+    if not isinstance(value, float) or column in params:
+        return str(value)
+    if math.isnan(value):
+        return "-"
+    if column.endswith("return"):
+        return f"{value:+.1%}"
+    if column.endswith("max dd"):
+        return f"{value:.1%}"
+    if column.endswith("turnover/yr"):
+        return f"{value:,.0f}x"
+    return f"{value:.2f}"
 
 
 def show(result: SweepResult, top: int) -> None:
     """The ``top`` best trials as a text table, then a line on what was run."""
     spec = result.spec
     df = frame(result.trials, spec.metric, folds=bool(spec.folds)).head(top)
-    rows = [[_cell(v) for v in row] for row in df.itertuples(index=False)]
+    params = {name for trial in result.trials for name in trial.params}
+    rows = [[_cell(str(c), v, params) for c, v in zip(df.columns, row, strict=True)]
+            for row in df.itertuples(index=False)]  # fmt: skip
     print(table(rows, [str(c) for c in df.columns]))
     failed = sum(t.error is not None for t in result.trials)
     spans = ", ".join(s.name for s in result.spans)
