@@ -31,7 +31,8 @@ from sqlalchemy.exc import SADeprecationWarning
 from backtest.run_data import RunData
 from backtest.run_data import load_run as load_stored_run
 from backtest.runner import run_backtest_async
-from bot.cli.common import DEFAULT_CONFIG, HISTORY_FLAGS, apply_torch_threads
+from bot.cli.backtest_cmd import BACKTEST_FLAGS
+from bot.cli.common import DEFAULT_CONFIG, apply_torch_threads
 from bot.config import ConfigError, Settings, load_settings
 from bot.store import Store
 
@@ -42,12 +43,7 @@ MEMORY = ":memory:"
 PROJECT_CONFIG = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG.name
 
 #: Keywords of :func:`backtest` that set one config key, named like ``bot backtest``'s flags.
-KEYS: dict[str, str] = {
-    **{name: key for name, key in HISTORY_FLAGS.items() if name != "store"},
-    "fee_bp": "portfolio.fee_bp", "slippage_bp": "portfolio.slippage_bp",
-    "cash": "portfolio.initial_cash", "threshold": "portfolio.rebalance_threshold",
-    "max_drawdown": "risk.max_drawdown", "block_rows": "engine.block_rows",
-}  # fmt: skip
+KEYS: dict[str, str] = {name: key for name, key in BACKTEST_FLAGS.items() if name != "store"}
 #: Keywords that need more than copying a value into one key.
 SHAPED = ("strategy", "params", "symbols", "data")
 

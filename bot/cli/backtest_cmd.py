@@ -29,6 +29,27 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", help="strategy name or package.module:Class (replaces config)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy parameter (repeatable), e.g. --param rebalance=1d")  # fmt: skip
+    add_backtest_arguments(p)
+    p.add_argument("--no-store", action="store_true", help="do not record the run in the store")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write metrics, counts and equity")
+    p.add_argument("--plot", type=Path, metavar="FILE", help="write an equity/drawdown PNG")
+    p.add_argument("--report", type=Path, metavar="FILE.html",
+                   help="write the run's HTML report (needs the run recorded)")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+#: The flags (as argparse names them) a backtest's settings take one config key each from:
+#: ``bot backtest``, ``bot sweep`` and the notebook's keywords share them.
+BACKTEST_FLAGS = {
+    **HISTORY_FLAGS, "fee_bp": "portfolio.fee_bp", "slippage_bp": "portfolio.slippage_bp",
+    "cash": "portfolio.initial_cash", "threshold": "portfolio.rebalance_threshold",
+    "max_drawdown": "risk.max_drawdown", "block_rows": "engine.block_rows",
+}  # fmt: skip
+
+
+def add_backtest_arguments(p: argparse.ArgumentParser) -> None:
+    """The history and portfolio flags of a backtest (``bot backtest``, ``bot sweep``)."""
     p.add_argument("--symbols", help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT")
     p.add_argument("--interval", help="bar interval, e.g. 1h")
     p.add_argument("--start", help="first bar (date or ISO time, UTC)")
@@ -42,21 +63,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--max-drawdown", type=float, help="kill-switch drawdown (fraction)")
     p.add_argument("--block-rows", type=int, help="replay block size (speed only)")
     p.add_argument("--store", help="SQLAlchemy URL of the store (default: config store.url)")
-    p.add_argument("--no-store", action="store_true", help="do not record the run in the store")
-    p.add_argument("--json", type=Path, metavar="FILE", help="write metrics, counts and equity")
-    p.add_argument("--plot", type=Path, metavar="FILE", help="write an equity/drawdown PNG")
-    p.add_argument("--report", type=Path, metavar="FILE.html",
-                   help="write the run's HTML report (needs the run recorded)")  # fmt: skip
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(handler=run)
 
 
 def overrides(args: argparse.Namespace) -> Overrides:
-    out = flag_overrides(args, {
-        **HISTORY_FLAGS, "fee_bp": "portfolio.fee_bp", "slippage_bp": "portfolio.slippage_bp",
-        "cash": "portfolio.initial_cash", "threshold": "portfolio.rebalance_threshold",
-        "max_drawdown": "risk.max_drawdown", "block_rows": "engine.block_rows",
-    })  # fmt: skip
+    out = flag_overrides(args, BACKTEST_FLAGS)
     if args.strategy:
         params = parse_params(args.param)
         out.set("strategies", [{"name": args.strategy, "params": params}], "--strategy")

@@ -24,6 +24,7 @@ from backtest.sweep_folds import DEFAULT_HOLDOUT, FoldError
 from backtest.sweep_pool import PoolError, open_pool
 from backtest.sweep_results import METRICS, frame, params_text, trial_json
 from backtest.sweep_space import SEARCHES, SpaceError, parse_space
+from bot.cli.backtest_cmd import add_backtest_arguments
 from bot.cli.backtest_cmd import overrides as backtest_overrides
 from bot.cli.common import UsageError, settings_from, table
 from bot.store import Store
@@ -53,19 +54,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=10, help="rows of the printed table")
     p.add_argument("--json", type=Path, metavar="FILE", help="write every trial")
     p.add_argument("--report", type=Path, metavar="FILE", help="HTML report of the best trial")
-    p.add_argument("--symbols", help="comma-separated symbols, e.g. BTCUSDT,ETHUSDT")
-    p.add_argument("--interval", help="bar interval, e.g. 1h")
-    p.add_argument("--start", help="first bar (date or ISO time, UTC)")
-    p.add_argument("--end", help="end (exclusive)")
-    p.add_argument("--source", choices=["csv", "parquet", "store", "synthetic"])
-    p.add_argument("--data", type=Path, help="data folder for csv/parquet sources")
-    p.add_argument("--fee-bp", type=float, help="taker fee in basis points")
-    p.add_argument("--slippage-bp", type=float, help="slippage in basis points")
-    p.add_argument("--cash", type=float, help="initial cash (USDT)")
-    p.add_argument("--threshold", type=float, help="rebalance threshold (fraction of equity)")
-    p.add_argument("--max-drawdown", type=float, help="kill-switch drawdown (fraction)")
-    p.add_argument("--block-rows", type=int, help="replay block size (speed only)")
-    p.add_argument("--store", help="SQLAlchemy URL of the store (default: config store.url)")
+    add_backtest_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
