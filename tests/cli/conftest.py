@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from bot.feeds.synthetic import synthetic_panel
+from tests.barfiles import write_csv
 
 CONFIG = """
 [engine]
@@ -29,12 +30,5 @@ qty_step = 0.01
 def workdir(tmp_path: Path) -> Path:
     (tmp_path / "config.toml").write_text(CONFIG.format())
     panel = synthetic_panel(("AAAUSDT", "BBBUSDT"), "1h", 24 * 30, seed=3, volatility=0.01)
-    csv_dir = tmp_path / "csv"
-    csv_dir.mkdir()
-    for s, symbol in enumerate(panel.symbols):
-        rows = ["timestamp_ms,open,high,low,close,volume"] + [
-            ",".join([str(int(t)), *(repr(float(v)) for v in panel.values[i, s])])
-            for i, t in enumerate(panel.starts)
-        ]
-        (csv_dir / f"{symbol}.csv").write_text("\n".join(rows) + "\n")
+    write_csv(tmp_path / "csv", panel)
     return tmp_path

@@ -10,6 +10,7 @@ import pytest
 from bot.cli.main import main
 from bot.feeds.synthetic import synthetic_panel
 from bot.store import Store
+from tests.barfiles import write_csv
 
 CONFIG = """
 [engine]
@@ -34,14 +35,7 @@ qty_step = 0.01
 def workdir(tmp_path: Path) -> Path:
     (tmp_path / "config.toml").write_text(CONFIG)
     panel = synthetic_panel(("AAAUSDT", "BBBUSDT"), "1h", 24 * 30, seed=3, volatility=0.01)
-    folder = tmp_path / "csv" / "1h"
-    folder.mkdir(parents=True)
-    for s, symbol in enumerate(panel.symbols):
-        rows = ["timestamp_ms,open,high,low,close,volume"] + [
-            ",".join([str(int(t)), *(repr(float(v)) for v in panel.values[i, s])])
-            for i, t in enumerate(panel.starts)
-        ]
-        (folder / f"{symbol}.csv").write_text("\n".join(rows) + "\n")
+    write_csv(tmp_path / "csv" / "1h", panel)
     return tmp_path
 
 
