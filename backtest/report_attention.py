@@ -87,14 +87,15 @@ def _summarise(
     bars = run_bars(store, data, int(times[0]) - span - step, int(times[-1]))
     if bars is None:
         return Unexplained("the run's bars are neither in the store nor in its data folder")
-    if not set(symbols) <= set(bars.symbols):
-        return Unexplained(f"the model trades {symbols}, the run's bars are of {bars.symbols}")
-    columns = [bars.symbols.index(s) for s in symbols]
-    ohlcv = bars.ohlcv[:, columns].astype(float)
-    index = {int(start): row for row, start in enumerate(bars.starts)}
+    panel = bars.panel
+    if not set(symbols) <= set(panel.symbols):
+        return Unexplained(f"the model trades {symbols}, the run's bars are of {panel.symbols}")
+    columns = [panel.symbols.index(s) for s in symbols]
+    ohlcv = panel.values[:, columns].astype(float)
+    index = {int(start): row for row, start in enumerate(panel.starts)}
     rows = np.array([index[t - step] for t in times if t - step in index], dtype=np.int64)
     try:
-        inputs, rows = model_inputs(strategy, bars.starts, ohlcv, rows, interval)
+        inputs, rows = model_inputs(strategy, panel.starts, ohlcv, rows, interval)
     except NoFullWindowError:
         return Unexplained("the run's bars before its last decisions are too few for a window")
     model = strategy.serving.model.float()
@@ -104,8 +105,8 @@ def _summarise(
         symbols=symbols,
         decisions=len(rows),
         period=(
-            iso(int(bars.starts[rows[0]]) + bars.interval_ms),
-            iso(int(bars.starts[rows[-1]]) + bars.interval_ms),
+            iso(int(panel.starts[rows[0]]) + panel.interval_ms),
+            iso(int(panel.starts[rows[-1]]) + panel.interval_ms),
         ),
         arrays=summarise(model, inputs, len(symbols)),
         labels={"scales": list(getattr(model.config, "scales", ()))},

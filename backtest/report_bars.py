@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from backtest.run_data import RunData
+from bot.core.events import Panel
 from bot.feeds.loaders import DataError, align, load_panel
 from bot.store import Store
 
@@ -24,24 +25,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunBars:
-    """Aligned bars of a run's symbols: ``ohlcv[i, s]`` is the bar of ``symbols[s]`` that
-    starts at ``starts[i]``; ``source`` says where they came from, in words."""
+    """A run's bars (aligned, as its engine saw them) and where they came from, in words."""
 
-    symbols: tuple[str, ...]
-    interval_ms: int
-    starts: np.ndarray
-    ohlcv: np.ndarray
+    panel: Panel
     source: str
 
     def last_closes(self, before: int) -> dict[str, float]:
         """Each symbol's close of its last bar that closed by ``before`` (epoch ms): the price
         the run marked its positions at when it recorded its equity at ``before``."""
-        rows = np.flatnonzero(self.starts + self.interval_ms <= before)
+        panel = self.panel
+        rows = np.flatnonzero(panel.starts + panel.interval_ms <= before)
         closes: dict[str, float] = {}
-        for k, symbol in enumerate(self.symbols):
-            known = rows[np.isfinite(self.ohlcv[rows, k, 3])]
+        for k, symbol in enumerate(panel.symbols):
+            known = rows[np.isfinite(panel.values[rows, k, 3])]
             if len(known):
-                closes[symbol] = float(self.ohlcv[known[-1], k, 3])
+                closes[symbol] = float(panel.values[known[-1], k, 3])
         return closes
 
 
@@ -54,14 +52,7 @@ def run_bars(
     if store is not None:
         frames = {s: store.load_klines(s, interval, start, end) for s in symbols}
         if all(not frame.empty for frame in frames.values()):
-            panel = align(frames, symbols, interval)
-            return RunBars(
-                symbols,
-                panel.interval_ms,
-                panel.starts,
-                panel.values,
-                f"{interval} klines in the store",
-            )
+            return RunBars(align(frames, symbols, interval), f"{interval} klines in the store")
     source = data.settings.get("data", {})
     if source.get("source") in ("csv", "parquet") and source.get("path"):
         root = Path(source["path"])
@@ -70,7 +61,5 @@ def run_bars(
         except (DataError, OSError) as exc:
             log.info("no bars for the report in %s: %s", root, exc)
             return None
-        return RunBars(
-            symbols, panel.interval_ms, panel.starts, panel.values, f"{interval} bars from {root}"
-        )
+        return RunBars(panel, f"{interval} bars from {root}")
     return None
