@@ -277,6 +277,16 @@ def format_table(metrics: Metrics) -> str:
     return "\n".join(f"{label:<{label_width}}  {value:>{value_width}}" for label, value in rows)
 
 
+def drawdown_curve(equity: np.ndarray, initial_equity: float) -> np.ndarray:
+    """Fraction below the running peak at each point (≤ 0), the initial equity counting as the
+    first peak: what the equity plots and the HTML report draw."""
+    equity = np.asarray(equity, dtype=float)
+    if not len(equity):
+        return equity
+    peak = np.maximum.accumulate(np.maximum(equity, initial_equity))
+    return equity / peak - 1.0
+
+
 def _validate(
     times: np.ndarray, equity: np.ndarray, gross: np.ndarray, initial_equity: float
 ) -> None:

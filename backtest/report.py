@@ -15,6 +15,7 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 
+from backtest.metrics import drawdown_curve
 from backtest.runner import BacktestResult
 
 
@@ -40,8 +41,7 @@ def plot_equity(result: BacktestResult, path: Path, max_points: int = 5000) -> N
     step = max(1, len(times) // max_points)  # a 1M-bar curve does not need 1M points drawn
     keep = slice(None, None, step)
     when = (times[keep].astype("datetime64[ms]")).astype(object)
-    peak = np.maximum.accumulate(np.maximum(equity, result.metrics.initial_equity))
-    drawdown = equity / peak - 1.0
+    drawdown = drawdown_curve(equity, result.metrics.initial_equity)
     with np.errstate(divide="ignore", invalid="ignore"):
         leverage = np.where(equity > 0, gross / equity, np.nan)
 

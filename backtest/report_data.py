@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from backtest.metrics import DISPLAY, display_rows
+from backtest.metrics import DISPLAY, display_rows, drawdown_curve
 from backtest.report_bars import RunBars
 from backtest.run_data import RunData
 
@@ -44,22 +44,6 @@ def keep_points(values: np.ndarray, max_points: int = MAX_POINTS) -> np.ndarray:
     return np.unique(picked)
 
 
-def initial_equity(data: RunData) -> float:
-    """The cash the run started with (its settings), else its first recorded equity."""
-    cash = data.settings.get("portfolio", {}).get("initial_cash")
-    if cash:
-        return float(cash)
-    return float(data.equity["equity"].iloc[0]) if len(data.equity) else float("nan")
-
-
-def drawdown(equity: np.ndarray, initial: float) -> np.ndarray:
-    """Fraction below the running peak (≤ 0), the initial equity counting as the first peak."""
-    if not len(equity):
-        return np.asarray(equity, dtype=float)
-    peak = np.maximum.accumulate(np.maximum(equity, initial))
-    return equity / peak - 1.0
-
-
 @dataclass(frozen=True)
 class Curve:
     """A thinned time series ready to draw."""
@@ -77,10 +61,10 @@ def equity_curves(data: RunData, normalise: bool = False) -> tuple[Curve, Curve]
     """(equity, drawdown) of a run; equity divided by the initial equity with ``normalise``,
     so runs with different cash compare on one axis."""
     equity = data.equity["equity"].to_numpy(float)
-    initial = initial_equity(data)
+    initial = data.initial_equity
     shown = equity / initial if normalise else equity
     return thinned(data.equity["when"], shown), thinned(
-        data.equity["when"], drawdown(equity, initial)
+        data.equity["when"], drawdown_curve(equity, initial)
     )
 
 
@@ -153,7 +137,7 @@ def pnl_contributions(data: RunData, bars: RunBars | None) -> Contributions:
         rows, orient="index", columns=["realised", "unrealised", "funding", "fees", "total"]
     )
     change = (
-        float(data.equity["equity"].iloc[-1]) - initial_equity(data) if len(data.equity) else 0.0
+        float(data.equity["equity"].iloc[-1]) - data.initial_equity if len(data.equity) else 0.0
     )
     return Contributions(table, marked_with, change)
 

@@ -80,6 +80,14 @@ class RunData:
         """How a person tells this run from others on one page: kind, strategy, short id."""
         return f"{self.run['kind']} {self.run['strategy']} {self.run_id[:8]}"
 
+    @property
+    def initial_equity(self) -> float:
+        """The cash the run started with (its settings), else its first recorded equity."""
+        cash = self.settings.get("portfolio", {}).get("initial_cash")
+        if cash:
+            return float(cash)
+        return float(self.equity["equity"].iloc[0]) if len(self.equity) else float("nan")
+
     @cached_property
     def weights(self) -> pd.DataFrame:
         """Target weights after risk, one row per decision time and one column per symbol (the
@@ -119,7 +127,6 @@ def computed_metrics(data: RunData) -> dict[str, Any]:
         equity = equity[equity["time"] > start]
     if len(equity) < 2:
         return {}
-    initial = float(data.settings.get("portfolio", {}).get("initial_cash") or equity["equity"][0])
     times = equity["time"].to_numpy(np.int64)
     # annualised by the snapshots' own spacing: a daemon snapshots on its schedule (hourly by
     # default), not at every bar as a backtest does
@@ -128,7 +135,7 @@ def computed_metrics(data: RunData) -> dict[str, Any]:
     metrics = compute_metrics(
         times,
         equity["equity"].to_numpy(float),
-        initial_equity=initial,
+        initial_equity=data.initial_equity,
         interval_ms=spacing,
         gross=equity["gross"].to_numpy(float),
         traded_notional=float((trades["qty"] * trades["price"]).abs().sum()),
