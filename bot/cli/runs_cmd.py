@@ -6,7 +6,7 @@ import argparse
 import json
 
 from backtest.metrics import display_rows
-from backtest.run_data import load_run
+from backtest.run_data import RunNotFoundError, load_run
 from bot.cli.common import UsageError, store_url, table
 from bot.core.timeutil import iso
 from bot.store import Store
@@ -55,11 +55,13 @@ def list_runs(args: argparse.Namespace) -> int:
 def show_run(args: argparse.Namespace) -> int:
     store = Store(store_url(args))
     try:
-        try:
-            run = store.get_run(args.run_id)
-        except ValueError as exc:
+        try:  # the JSON is the row as stored; the text also reads the run's journal
+            data = None if args.json else load_run(store, args.run_id)
+            run = store.get_run(args.run_id) if data is None else data.run
+        except RunNotFoundError:
+            run = None
+        except ValueError as exc:  # a prefix of several runs
             raise UsageError(str(exc)) from None
-        data = None if run is None or args.json else load_run(store, run["id"])
     finally:
         store.close()
     if run is None:
