@@ -17,6 +17,7 @@ from bot.cli.common import (
     UsageError,
     apply_torch_threads,
     flag_overrides,
+    output_path,
     parse_params,
     settings_from,
     table,
@@ -31,9 +32,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="strategy parameter (repeatable), e.g. --param rebalance=1d")  # fmt: skip
     add_backtest_arguments(p)
     p.add_argument("--no-store", action="store_true", help="do not record the run in the store")
-    p.add_argument("--json", type=Path, metavar="FILE", help="write metrics, counts and equity")
-    p.add_argument("--plot", type=Path, metavar="FILE", help="write an equity/drawdown PNG")
-    p.add_argument("--report", type=Path, metavar="FILE.html",
+    p.add_argument("--json", type=output_path, metavar="FILE",
+                   help="write metrics, counts and equity")  # fmt: skip
+    p.add_argument("--plot", type=output_path, metavar="FILE", help="write an equity/drawdown PNG")
+    p.add_argument("--report", type=output_path, metavar="FILE.html",
                    help="write the run's HTML report (needs the run recorded)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)

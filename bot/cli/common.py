@@ -164,3 +164,17 @@ def daemon_log(args: argparse.Namespace, settings: Settings, file: Path | None =
     if file is not None:
         print(f"log: {file} (routine lines; -v shows them here)", flush=True)
     return daemon_logging(args.verbose, file, max_mb=settings.log.max_mb, keep=settings.log.keep)
+
+
+def output_path(text: str) -> Path:
+    """argparse type of a file or folder a command writes: its folder is made now, and one
+    that cannot be made or written is refused at once (exit status 2, the flag named) rather
+    than a traceback after the work is done."""
+    path = Path(text).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {exc.strerror or exc}") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {path.parent} is read-only")
+    return path

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from bot.cli.common import UsageError, parse_symbols, settings_from, store_url, table
+from bot.cli.common import UsageError, output_path, parse_symbols, settings_from, store_url, table
 from bot.cli.exits import report
 from bot.core.events import FIELDS
 from bot.core.timeutil import iso, normalize_interval, to_ms
@@ -52,7 +52,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     exp = sub.add_parser(
         "export", help="write the store's bars and funding to Parquet (--source parquet reads it)"
     )
-    exp.add_argument("--out", required=True, type=Path, help="folder: <interval>/<SYMBOL>.parquet")
+    exp.add_argument("--out", required=True, type=output_path,
+                     help="folder: <interval>/<SYMBOL>.parquet")  # fmt: skip
     exp.add_argument("--symbols", help="comma-separated (default: every stored symbol)")
     exp.add_argument("--interval", help="bar interval, e.g. 1h (default: every stored one)")
     exp.add_argument("--start", help="first bar (date or ISO time, UTC)")

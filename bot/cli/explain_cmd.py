@@ -20,6 +20,7 @@ from bot.cli.common import (
     UsageError,
     apply_torch_threads,
     flag_overrides,
+    output_path,
     settings_from,
     table,
 )
@@ -39,7 +40,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="explain the last N bars of the period (default: %(default)s)")  # fmt: skip
     p.add_argument("--source", choices=["csv", "parquet", "store"])
     p.add_argument("--data", type=Path, help="data folder for csv/parquet sources")
-    p.add_argument("--out", type=Path, default=Path("explain"),
+    p.add_argument("--out", type=output_path, default=Path("explain"),
                    help="folder for the PNG files (default: %(default)s)")  # fmt: skip
     p.set_defaults(handler=run)
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from backtest.html_report import write_report
 from backtest.run_data import RunNotFoundError, load_run
-from bot.cli.common import UsageError, store_url
+from bot.cli.common import UsageError, output_path, store_url
 from bot.store import Store
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("report", help="write an HTML report of one or several runs")
     p.add_argument("run_ids", nargs="+", metavar="RUN", help="run id or a unique prefix of it")
-    p.add_argument("--out", type=Path, required=True, metavar="FILE.html", help="the page")
+    p.add_argument("--out", type=output_path, required=True, metavar="FILE.html", help="the page")
     p.add_argument("--store", help="SQLAlchemy URL (default: config store.url)")
     p.set_defaults(handler=run)
 

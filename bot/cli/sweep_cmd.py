@@ -26,7 +26,7 @@ from backtest.sweep_results import METRICS, frame, params_text, trial_json
 from backtest.sweep_space import SEARCHES, SpaceError, parse_space
 from bot.cli.backtest_cmd import add_backtest_arguments
 from bot.cli.backtest_cmd import overrides as backtest_overrides
-from bot.cli.common import UsageError, settings_from, table
+from bot.cli.common import UsageError, output_path, settings_from, table
 from bot.store import Store
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -52,8 +52,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--worker-memory", default="2GB", help="memory per trial (default: 2GB)")
     p.add_argument("--serial", action="store_true", help="no Ray: run the trials one by one")
     p.add_argument("--top", type=int, default=10, help="rows of the printed table")
-    p.add_argument("--json", type=Path, metavar="FILE", help="write every trial")
-    p.add_argument("--report", type=Path, metavar="FILE", help="HTML report of the best trial")
+    p.add_argument("--json", type=output_path, metavar="FILE", help="write every trial")
+    p.add_argument("--report", type=output_path, metavar="FILE",
+                   help="HTML report of the best trial")  # fmt: skip
     add_backtest_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)

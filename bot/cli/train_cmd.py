@@ -22,6 +22,7 @@ from bot.cli.common import (
     UsageError,
     apply_torch_threads,
     flag_overrides,
+    output_path,
     parse_params,
     settings_from,
 )
@@ -58,7 +59,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (0: [models] threads)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="hyper",
                    help="hyperparameter over [train.<model>], e.g. --set d_model=32")  # fmt: skip
-    p.add_argument("--out", type=Path, help="checkpoint file (default: train.out_dir/...)")
+    p.add_argument("--out", type=output_path, help="checkpoint file (default: train.out_dir/...)")
     p.add_argument("--store", help="SQLAlchemy URL of the store (default: config store.url)")
     p.add_argument("--no-register", action="store_true", help="do not register in the store")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
